@@ -1,0 +1,182 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { ImageCache } from './cache/image-cache.ts';
+import { createMaintenance, type Maintenance } from './cache/maintenance.ts';
+import type { Config } from './config.ts';
+import { AppError } from './errors.ts';
+import { createKentikClient, type KentikClient } from './kentik/client.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
+import { imageRoutes } from './routes/images.ts';
+import { infoRoutes } from './routes/info.ts';
+import { operationRoutes } from './routes/operations.ts';
+import { requestRoutes } from './routes/requests.ts';
+import { ErrorBody } from './routes/schemas.ts';
+import { FsStore } from './store/fs-store.ts';
+import type { Store } from './store/store.ts';
+
+export const BODY_LIMIT = 1024 * 1024;
+const VERSION = '0.1.0';
+
+export interface AppDeps {
+  config: Config;
+  /** A pino logger or logger options; false for silence (tests that build the app in-process). */
+  logger: FastifyBaseLogger | boolean | object;
+  store?: Store;
+  client?: KentikClient;
+}
+
+export interface App {
+  app: FastifyInstance;
+  cache: ImageCache;
+  maintenance: Maintenance;
+  metrics: Metrics;
+  store: Store;
+}
+
+/**
+ * Builds the whole service: store, Kentik client, cache, maintenance and routes. Loads the cache
+ * index before returning, so the app can listen and be ready at once.
+ */
+export async function buildApp({ config, logger, store: givenStore, client: givenClient }: AppDeps): Promise<App> {
+  const app = Fastify({
+    ...(typeof logger === 'object' && 'info' in logger ? { loggerInstance: logger as FastifyBaseLogger } : { logger }),
+    bodyLimit: BODY_LIMIT,
+    // We log one line per request ourselves (onResponse), not Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Ids are 87 characters at most; longer path parameters are not routed at all.
+    routerOptions: { maxParamLength: 100 },
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    ajv: {
+      // api_query is forwarded unchanged and ttl must really be an integer: no coercion, no stripping.
+      customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  const metrics = createMetrics();
+  const store = givenStore ?? new FsStore(config.cachePath);
+  await store.open();
+  const client = givenClient ?? createKentikClient({ config, log: app.log.child({ component: 'kentik' }), metrics });
+  const cache = new ImageCache({ config, store, client, log: app.log.child({ component: 'cache' }), metrics });
+  const maintenance = createMaintenance({ config, cache, store, log: app.log.child({ component: 'maintenance' }), metrics });
+
+  // Only JSON is accepted: anything else is a 415, not a string that fails validation.
+  app.removeContentTypeParser('text/plain');
+
+  app.addSchema(ErrorBody);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Kentik Image Cache',
+        version: VERSION,
+        description:
+          "A cache in front of Kentik's `POST /query/topXchart`. POST a query to `/requests`, get an image id at once, " +
+          'and GET `/image/{id}` from anywhere: identical queries share one upstream call, and images are kept on disk for their ttl. ' +
+          'Every error answer is JSON `{"type", "loc", "msg"}`.',
+      },
+      tags: [
+        { name: 'images', description: 'Request and fetch chart images' },
+        { name: 'operations', description: 'Health, readiness, metrics and cache contents' },
+      ],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', logo: undefined });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
+    const { status, body, headers } = toErrorResponse(error, config);
+    if (status >= 500 && !(error instanceof AppError)) request.log.error({ err: error }, 'unhandled error');
+    if (headers) reply.headers(headers);
+    return reply.code(status).send(body);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({
+      type: 'Not found',
+      loc: ['path'],
+      msg: `No route for ${request.method} ${request.url.slice(0, 200)}. See /docs for the API.`,
+    }),
+  );
+
+  // One log line per request, with its outcome and duration, and the HTTP metrics.
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    const seconds = reply.elapsedTime / 1000;
+    metrics.httpRequests.inc({ route, method: request.method, status: reply.statusCode });
+    metrics.httpDuration.observe({ route }, seconds);
+    request.log.info(
+      { method: request.method, url: request.url.slice(0, 200), statusCode: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 10) / 10 },
+      'request',
+    );
+    done();
+  });
+
+  await app.register(requestRoutes, { cache, config });
+  await app.register(imageRoutes, { cache, config });
+  await app.register(infoRoutes, { cache });
+  await app.register(operationRoutes, { cache, store, metrics });
+
+  app.addHook('onClose', async () => {
+    await maintenance.stop();
+    await cache.close();
+    await client.close();
+    await store.close();
+  });
+
+  const loaded = await cache.load();
+  app.log.info({ ...loaded, cachePath: config.cachePath }, 'cache loaded');
+  maintenance.start();
+  return { app, cache, maintenance, metrics, store };
+}
+
+/** The one place that decides what an error looks like to a client. */
+export function toErrorResponse(
+  error: FastifyError | AppError,
+  config: Pick<Config, 'maxTtl'>,
+): { status: number; body: { type: string; loc: (string | number)[]; msg: string }; headers?: Record<string, string> } {
+  if (error instanceof AppError) {
+    return { status: error.statusCode, body: { type: error.type, loc: error.loc, msg: error.message }, headers: error.headers };
+  }
+  const e = error as FastifyError;
+  if (e.validation) {
+    const first = e.validation[0];
+    const where = e.validationContext ?? 'body';
+    const path = (first?.instancePath ?? '').split('/').filter(Boolean);
+    const missing = (first?.params as { missingProperty?: string } | undefined)?.missingProperty;
+    const field = missing ?? path[0];
+    const loc = [where, ...(missing ? [missing] : path)];
+    let msg: string;
+    if (where === 'body' && field === 'api_query') {
+      msg = missing
+        ? 'api_query is required: send {"api_query": {…Kentik topXchart query…}, "ttl": seconds}.'
+        : 'api_query must be a JSON object (the Kentik topXchart query), not null, an array or a scalar.';
+    } else if (where === 'body' && field === 'ttl') {
+      msg = `ttl must be a whole number of seconds from 1 to ${config.maxTtl} (MAX_TTL); got an invalid value (${first?.message ?? 'invalid'}).`;
+    } else if (where === 'body' && !field) {
+      msg = 'The body must be a JSON object: {"api_query": {…}, "ttl": seconds}.';
+    } else {
+      msg = `${loc.join('.')} ${first?.message ?? 'is invalid'}.`;
+    }
+    return { status: 400, body: { type: 'Validation error', loc, msg } };
+  }
+  switch (e.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, body: { type: 'Payload too large', loc: ['body'], msg: `The body is larger than ${BODY_LIMIT} bytes (1 MiB). A Kentik query is a few KB; send only the query.` } };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, body: { type: 'Unsupported media type', loc: ['header', 'content-type'], msg: 'The body must be JSON: send it with Content-Type: application/json.' } };
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { status: 400, body: { type: 'Validation error', loc: ['body'], msg: 'The body is empty: send {"api_query": {…}, "ttl": seconds} as JSON.' } };
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return { status: 400, body: { type: 'Bad request', loc: ['header', 'content-length'], msg: 'Content-Length does not match the body sent.' } };
+  }
+  if (e instanceof SyntaxError || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+    return { status: 400, body: { type: 'Invalid JSON', loc: ['body'], msg: `The body is not valid JSON (${e.message.slice(0, 200)}). Send {"api_query": {…}, "ttl": seconds}.` } };
+  }
+  const status = e.statusCode ?? 500;
+  if (status >= 400 && status < 500) {
+    return { status, body: { type: 'Bad request', loc: ['request'], msg: `${e.message.slice(0, 300)}.` } };
+  }
+  return { status: 500, body: { type: 'Internal error', loc: [], msg: 'Something went wrong inside the cache; it was logged. Retry, and report it if it persists.' } };
+}

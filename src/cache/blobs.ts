@@ -1,0 +1,90 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Store } from '../store/store.ts';
+import { bytesDigest } from './hash.ts';
+
+/**
+ * Image bytes by digest: a byte-bounded LRU in memory in front of the store. Bytes read from the
+ * store are checked against their digest before they are served or cached, so a damaged file is
+ * quarantined instead of being served as someone's chart.
+ */
+export class BlobCache {
+  readonly #memory = new Map<string, Buffer>();
+  readonly #loading = new Map<string, Promise<Buffer | undefined>>();
+  #memoryBytes = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly maxMemoryBytes: number,
+    private readonly log: FastifyBaseLogger,
+    private readonly onMemoryChange: (bytes: number) => void = () => {},
+  ) {}
+
+  get memoryBytes(): number {
+    return this.#memoryBytes;
+  }
+
+  /** Fast path for hot GETs: no promise, no I/O. */
+  peek(digest: string): Buffer | undefined {
+    const hit = this.#memory.get(digest);
+    if (hit) {
+      // Map keeps insertion order: re-inserting marks it most recently used.
+      this.#memory.delete(digest);
+      this.#memory.set(digest, hit);
+    }
+    return hit;
+  }
+
+  get(digest: string): Promise<Buffer | undefined> {
+    const hit = this.peek(digest);
+    if (hit) return Promise.resolve(hit);
+    let loading = this.#loading.get(digest);
+    if (!loading) {
+      loading = this.#load(digest).finally(() => this.#loading.delete(digest));
+      this.#loading.set(digest, loading);
+    }
+    return loading;
+  }
+
+  async #load(digest: string): Promise<Buffer | undefined> {
+    const bytes = await this.store.getBlob(digest);
+    if (!bytes) return undefined;
+    if (bytesDigest(bytes) !== digest) {
+      this.log.warn({ digest }, 'image file does not match its digest; quarantined');
+      await this.store.quarantineBlob(digest, 'content does not match digest').catch(() => {});
+      return undefined;
+    }
+    this.#remember(digest, bytes);
+    return bytes;
+  }
+
+  async put(digest: string, bytes: Buffer): Promise<void> {
+    await this.store.putBlob(digest, bytes);
+    this.#remember(digest, bytes);
+  }
+
+  async delete(digest: string): Promise<void> {
+    this.#forget(digest);
+    await this.store.deleteBlob(digest);
+  }
+
+  #remember(digest: string, bytes: Buffer): void {
+    // One image may not take more than a quarter of the budget, so a few big PDFs cannot flush it.
+    if (bytes.length > this.maxMemoryBytes / 4 || this.#memory.has(digest)) return;
+    this.#memory.set(digest, bytes);
+    this.#memoryBytes += bytes.length;
+    for (const [old, buf] of this.#memory) {
+      if (this.#memoryBytes <= this.maxMemoryBytes) break;
+      this.#memory.delete(old);
+      this.#memoryBytes -= buf.length;
+    }
+    this.onMemoryChange(this.#memoryBytes);
+  }
+
+  #forget(digest: string): void {
+    const buf = this.#memory.get(digest);
+    if (!buf) return;
+    this.#memory.delete(digest);
+    this.#memoryBytes -= buf.length;
+    this.onMemoryChange(this.#memoryBytes);
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * What the cache knows about one image id. The expiry is absolute (epoch ms) and equals the one
+ * encoded in the id, so an entry never outlives the promise its id makes.
+ */
+interface EntryBase {
+  id: string;
+  hash: string;
+  expiresAt: number;
+  createdAt: number;
+}
+
+/** Waiting for Kentik. Keeps the query so the fetch can resume after a restart. */
+export interface PendingEntry extends EntryBase {
+  kind: 'pending';
+  query: unknown;
+}
+
+/** Holds an image; the bytes live in the blob store under their sha256 `digest`. */
+export interface ImageEntry extends EntryBase {
+  kind: 'image';
+  digest: string;
+  mime: ImageMime;
+  size: number;
+  fetchedAt: number;
+}
+
+/** The fetch failed; the error is served until the id expires and never shared with new ids. */
+export interface ErrorEntry extends EntryBase {
+  kind: 'error';
+  status: number;
+  errorType: string;
+  message: string;
+}
+
+export type Entry = PendingEntry | ImageEntry | ErrorEntry;
+
+export const IMAGE_MIMES = ['image/png', 'image/jpeg', 'image/svg+xml', 'application/pdf'] as const;
+export type ImageMime = (typeof IMAGE_MIMES)[number];
+
+export function isImageMime(mime: string): mime is ImageMime {
+  return (IMAGE_MIMES as readonly string[]).includes(mime);
+}
+
+/** The names /info has always used for entry kinds. */
+export const INFO_TYPE: Record<Entry['kind'], string> = {
+  pending: 'api_request',
+  image: 'image',
+  error: 'api_error',
+};

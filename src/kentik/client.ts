@@ -1,0 +1,218 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyBaseLogger } from 'fastify';
+import { Agent, errors as undiciErrors, request } from 'undici';
+import type { Config } from '../config.ts';
+import { AppError, KentikApiError, KentikBadResponseError, KentikUnavailableError } from '../errors.ts';
+import type { Metrics } from '../metrics.ts';
+import { decodeDataUri, type DecodedImage } from './data-uri.ts';
+import { parseRetryAfter } from './retry-after.ts';
+
+/** Statuses Kentik's own SDK treats as intermittent; everything else is final. */
+const RETRY_STATUSES = new Set([429, 502, 503, 504]);
+/** A Retry-After longer than this is not waited for: the fetch fails and the client may try later. */
+const MAX_RETRY_AFTER_MS = 120_000;
+/** No chart is this big; a larger answer is a broken upstream, not something to buffer. */
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+const MAX_MESSAGE_CHARS = 500;
+
+export interface KentikClient {
+  /** Fetches one chart, with retries; throws an AppError subclass describing the final failure. */
+  fetchChart(query: unknown, ctx: { id: string; signal?: AbortSignal }): Promise<DecodedImage>;
+  close(): Promise<void>;
+}
+
+export interface KentikClientDeps {
+  config: Pick<
+    Config,
+    'kentikApiUrl' | 'ktAuthEmail' | 'ktAuthToken' | 'kentikApiRetries' | 'kentikApiTimeoutMs'
+  > & { kentikApiBackoffMs?: number };
+  log: FastifyBaseLogger;
+  metrics: Metrics;
+  /** Random source for jitter; injectable for tests. */
+  random?: () => number;
+}
+
+type Attempt =
+  | { ok: true; image: DecodedImage }
+  | { ok: false; error: AppError; retryable: boolean; retryAfterMs?: number; outcome: string };
+
+export function createKentikClient({ config, log, metrics, random = Math.random }: KentikClientDeps): KentikClient {
+  const url = `${config.kentikApiUrl}/query/topXchart`;
+  const timeout = config.kentikApiTimeoutMs;
+  const backoffMs = config.kentikApiBackoffMs ?? 1000;
+  const agent = new Agent({
+    connect: { timeout: Math.min(10_000, timeout) },
+    headersTimeout: timeout,
+    bodyTimeout: timeout,
+    keepAliveTimeout: 30_000,
+  });
+  const token = config.ktAuthToken;
+
+  async function attempt(body: Buffer, signal: AbortSignal | undefined): Promise<Attempt> {
+    const attemptSignal = signal ? AbortSignal.any([signal, AbortSignal.timeout(timeout)]) : AbortSignal.timeout(timeout);
+    let status: number;
+    let text: string;
+    let retryAfterHeader: string | undefined;
+    try {
+      const res = await request(url, {
+        method: 'POST',
+        dispatcher: agent,
+        signal: attemptSignal,
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json',
+          'x-ch-auth-email': config.ktAuthEmail,
+          'x-ch-auth-api-token': token.reveal(),
+        },
+        body,
+      });
+      status = res.statusCode;
+      const ra = res.headers['retry-after'];
+      retryAfterHeader = Array.isArray(ra) ? ra[0] : ra;
+      text = await readLimited(res.body);
+    } catch (err) {
+      if (signal?.aborted) throw err; // shutting down: not an upstream failure
+      const timedOut =
+        attemptSignal.aborted ||
+        err instanceof undiciErrors.HeadersTimeoutError ||
+        err instanceof undiciErrors.BodyTimeoutError ||
+        err instanceof undiciErrors.ConnectTimeoutError;
+      const detail = timedOut ? `no answer within ${timeout / 1000} s` : describeNetworkError(err);
+      return {
+        ok: false,
+        retryable: true,
+        outcome: timedOut ? 'timeout' : 'network',
+        error: new KentikUnavailableError(
+          `Kentik API did not answer: ${detail}. The image could not be fetched; POST the query again later.`,
+          { cause: err },
+        ),
+      };
+    }
+
+    if (status === 200) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        return badResponse('its answer is not valid JSON');
+      }
+      const decoded = decodeDataUri((parsed as { dataUri?: unknown } | null)?.dataUri);
+      if (typeof decoded === 'string') return badResponse(decoded);
+      return { ok: true, image: decoded };
+    }
+
+    const message = token.scrub(upstreamMessage(text, status));
+    return {
+      ok: false,
+      retryable: RETRY_STATUSES.has(status),
+      retryAfterMs: parseRetryAfter(retryAfterHeader),
+      outcome: `http_${status}`,
+      error: new KentikApiError(status, message),
+    };
+  }
+
+  function badResponse(reason: string): Attempt {
+    return {
+      ok: false,
+      retryable: false,
+      outcome: 'bad_response',
+      error: new KentikBadResponseError(
+        `Kentik API answered 200 but ${reason}; no image was stored. This is an upstream fault; POST the query again later.`,
+      ),
+    };
+  }
+
+  return {
+    async fetchChart(query, { id, signal }) {
+      const body = Buffer.from(JSON.stringify(query));
+      const started = performance.now();
+      for (let n = 0; ; n++) {
+        const t0 = performance.now();
+        const result = await attempt(body, signal);
+        const seconds = (performance.now() - t0) / 1000;
+        metrics.upstreamDuration.observe(seconds);
+        metrics.upstreamCalls.inc({ outcome: result.ok ? 'ok' : result.outcome });
+        if (result.ok) {
+          log.info(
+            { id, attempt: n + 1, outcome: 'ok', mime: result.image.mime, bytes: result.image.bytes.length, durationMs: Math.round(seconds * 1000) },
+            'kentik call',
+          );
+          metrics.upstreamFetches.inc({ outcome: 'ok' });
+          return result.image;
+        }
+        const willRetry = result.retryable && n < config.kentikApiRetries;
+        let delay = 0;
+        if (willRetry) {
+          delay = backoffMs * 2 ** n * (0.5 + random() * 0.5);
+          if (result.retryAfterMs !== undefined) delay = Math.max(delay, result.retryAfterMs);
+        }
+        const tooLong = delay > MAX_RETRY_AFTER_MS;
+        log.warn(
+          {
+            id,
+            attempt: n + 1,
+            outcome: result.outcome,
+            durationMs: Math.round(seconds * 1000),
+            retryInMs: willRetry && !tooLong ? Math.round(delay) : undefined,
+            err: result.error.message,
+          },
+          'kentik call failed',
+        );
+        if (!willRetry || tooLong) {
+          metrics.upstreamFetches.inc({ outcome: result.outcome });
+          const e = result.error;
+          const attempts = n + 1;
+          const suffix = ` (after ${attempts} attempt${attempts === 1 ? '' : 's'} in ${((performance.now() - started) / 1000).toFixed(1)} s)`;
+          if (e instanceof KentikApiError && tooLong) {
+            throw new KentikApiError(e.upstreamStatus, `${e.message} Kentik asked to retry after ${Math.round(delay / 1000)} s.${suffix}`);
+          }
+          if (e instanceof KentikApiError) throw new KentikApiError(e.upstreamStatus, e.message + suffix);
+          if (e instanceof KentikUnavailableError) throw new KentikUnavailableError(e.message + suffix, { cause: e.cause });
+          throw e;
+        }
+        await sleep(delay, undefined, { signal });
+      }
+    },
+    async close() {
+      await agent.close();
+    },
+  };
+}
+
+async function readLimited(body: AsyncIterable<Buffer>): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > MAX_RESPONSE_BYTES) throw new Error(`answer larger than ${MAX_RESPONSE_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Kentik's error bodies are JSON with a human-readable message under one of a few keys. */
+function upstreamMessage(text: string, status: number): string {
+  let message: string | undefined;
+  try {
+    const parsed = JSON.parse(text) as Record<string, unknown>;
+    for (const key of ['error', 'message', 'msg', 'detail']) {
+      const v = parsed?.[key];
+      if (typeof v === 'string' && v.trim()) {
+        message = v.trim();
+        break;
+      }
+    }
+  } catch {
+    // not JSON: fall through to the raw text
+  }
+  message ??= text.trim() || `HTTP ${status} with an empty body`;
+  if (message.length > MAX_MESSAGE_CHARS) message = message.slice(0, MAX_MESSAGE_CHARS) + '…';
+  return `Kentik API answered ${status}: ${message}`;
+}
+
+function describeNetworkError(err: unknown): string {
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const code = e.cause?.code ?? e.code;
+  const msg = e.cause?.message ?? e.message ?? String(err);
+  return code ? `${code} (${msg})` : msg;
+}

@@ -1,0 +1,131 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
+import { Type } from 'typebox';
+import type { ImageEntry } from '../cache/entry.ts';
+import type { ImageCache, Lookup } from '../cache/image-cache.ts';
+import { parseId } from '../cache/ids.ts';
+import type { Config } from '../config.ts';
+import { AppError } from '../errors.ts';
+import { errorResponse } from './schemas.ts';
+
+const EXTENSIONS: Record<ImageEntry['mime'], string> = {
+  'image/png': 'png',
+  'image/jpeg': 'jpg',
+  'image/svg+xml': 'svg',
+  'application/pdf': 'pdf',
+};
+
+/** An SVG from upstream is a document that could carry script; served this way it cannot run any. */
+const SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
+
+const notFound = (id: string, why: string): AppError =>
+  new AppError(404, 'Not found', `Image ${id} ${why}. POST the query to /requests again for a new id.`, ['path', 'id']);
+
+export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config: Config }> = async (app, { cache, config }) => {
+  const waitSeconds = Math.ceil(config.entryWaitTimeoutMs / 1000);
+
+  app.get(
+    '/image/:id',
+    {
+      schema: {
+        summary: 'Get a chart image',
+        description:
+          'Serves the image for an id from POST /requests. If it is still being fetched, the request waits ' +
+          `(up to ENTRY_WAIT_TIMEOUT, now ${waitSeconds} s) and answers 504 with Retry-After if it is still pending then. ` +
+          "If Kentik answered with an error, that error is served with Kentik's status code until the id expires.",
+        tags: ['images'],
+        params: Type.Object({ id: Type.String({ description: 'Image id, <sha256>_<expiry epoch seconds>', maxLength: 100 }) }),
+        headers: Type.Object({ 'if-none-match': Type.Optional(Type.String()) }),
+        produces: ['image/png', 'image/jpeg', 'image/svg+xml', 'application/pdf', 'application/json'],
+        response: {
+          200: {
+            description: 'The image (PNG, JPEG, SVG or PDF), with ETag, Cache-Control and Expires',
+            content: {
+              'image/png': { schema: { type: 'string', format: 'binary' } },
+              'image/jpeg': { schema: { type: 'string', format: 'binary' } },
+              'image/svg+xml': { schema: { type: 'string', format: 'binary' } },
+              'application/pdf': { schema: { type: 'string', format: 'binary' } },
+            },
+          },
+          304: { description: 'Not modified (If-None-Match matched the ETag)', type: 'null' },
+          '4XX': errorResponse("Unknown, malformed or expired id (404), or Kentik's own error for this query (400, 401, 403, 429…)"),
+          502: errorResponse('Kentik answered with something that is not an image'),
+          503: errorResponse('The service is shutting down; retry'),
+          504: errorResponse('Kentik did not answer in time, or the image is still pending after ENTRY_WAIT_TIMEOUT'),
+          507: errorResponse('The image could not be stored (disk full)'),
+          '5XX': errorResponse("Kentik's own server error for this query"),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      if (!parseId(id)) throw notFound(id.slice(0, 100), 'is not a valid image id (expected <64 hex digits>_<epoch seconds>)');
+
+      let found = await cache.lookup(id);
+      if (found.kind === 'pending') {
+        // Event-driven wait; the client going away ends it at once and leaves nothing behind.
+        const gone = new AbortController();
+        const onClose = (): void => gone.abort();
+        reply.raw.once('close', onClose);
+        const outcome = await cache.waitFor(id, config.entryWaitTimeoutMs, gone.signal);
+        reply.raw.off('close', onClose);
+        if (outcome === 'aborted') return reply; // nobody to answer
+        found = await cache.lookup(id);
+      }
+      return send(reply, id, found);
+    },
+  );
+
+  function send(reply: FastifyReply, id: string, found: Lookup): FastifyReply {
+    switch (found.kind) {
+      case 'missing':
+        throw notFound(
+          id,
+          found.reason === 'expired'
+            ? 'has expired'
+            : found.reason === 'lost'
+              ? 'is no longer available (its stored data was lost or damaged)'
+              : 'is unknown (never issued here, expired, or evicted)',
+        );
+      case 'pending':
+        if (cache.closing) {
+          throw new AppError(503, 'Service unavailable', 'The service is restarting; the image is still being fetched. Retry in a few seconds.', ['path', 'id'], {
+            headers: { 'retry-after': '5' },
+          });
+        }
+        throw new AppError(
+          504,
+          'Image pending',
+          `The image is still being fetched from Kentik after waiting ${waitSeconds} s. Retry the same URL later; the id stays valid.`,
+          ['path', 'id'],
+          { headers: { 'retry-after': '5' } },
+        );
+      case 'error':
+        reply.header('cache-control', 'no-store');
+        throw new AppError(found.entry.status, found.entry.errorType, found.entry.message, ['upstream']);
+      case 'image':
+        return sendImage(reply, id, found.entry, found.bytes);
+    }
+  }
+
+  function sendImage(reply: FastifyReply, id: string, entry: ImageEntry, bytes: Buffer): FastifyReply {
+    const etag = `"${entry.digest}"`;
+    const maxAge = Math.max(0, Math.floor((entry.expiresAt - Date.now()) / 1000));
+    reply.headers({
+      etag,
+      'cache-control': `public, max-age=${maxAge}`,
+      expires: new Date(entry.expiresAt).toUTCString(),
+      'x-content-type-options': 'nosniff',
+      'content-disposition': `inline; filename="${id}.${EXTENSIONS[entry.mime]}"`,
+    });
+    if (entry.mime === 'image/svg+xml') reply.header('content-security-policy', SVG_CSP);
+    if (matchesEtag(reply.request.headers['if-none-match'], etag)) return reply.code(304).send();
+    return reply.type(entry.mime).header('content-length', bytes.length).send(bytes);
+  }
+};
+
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
+}

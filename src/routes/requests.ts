@@ -1,0 +1,77 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { ImageCache } from '../cache/image-cache.ts';
+import { ID_PATTERN_SOURCE } from '../cache/ids.ts';
+import type { Config } from '../config.ts';
+import { AppError } from '../errors.ts';
+import { errorResponse } from './schemas.ts';
+
+/** Kentik queries nest 5–6 levels; anything deeper is not a query and would cost stack to hash. */
+const MAX_QUERY_DEPTH = 64;
+
+export const requestRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config: Config }> = async (
+  app,
+  { cache, config },
+) => {
+  app.post(
+    '/requests',
+    {
+      schema: {
+        summary: 'Request a chart image',
+        description:
+          'Answers at once with an image id; the image is fetched from Kentik in the background. ' +
+          'Identical queries (same JSON up to key order) share one upstream call. GET /image/{id} serves it.',
+        tags: ['images'],
+        body: Type.Object({
+          api_query: Type.Object(
+            {},
+            {
+              additionalProperties: true,
+              description: 'The Kentik topXchart query, forwarded to Kentik unchanged',
+              examples: [
+                {
+                  queries: [{ bucket: 'Left +Y Axis', isOverlay: false, query: { metric: ['bytes'], dimension: ['Traffic'], topx: 8, lookback_seconds: 3600, viz_type: 'stackedArea' } }],
+                  imageType: 'png',
+                },
+              ],
+            },
+          ),
+          ttl: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: config.maxTtl,
+              description: `Seconds the image stays available (default ${config.defaultTtl}, at most ${config.maxTtl})`,
+            }),
+          ),
+        }),
+        response: {
+          200: Type.Object({ id: Type.String({ pattern: ID_PATTERN_SOURCE, description: '<sha256 of the query>_<expiry epoch seconds>' }) }),
+          400: errorResponse('The body is not JSON, or api_query / ttl are missing or invalid'),
+          413: errorResponse('The body is larger than 1 MiB'),
+          415: errorResponse('The Content-Type is not application/json'),
+        },
+      },
+    },
+    async (request) => {
+      const { api_query: query, ttl = config.defaultTtl } = request.body;
+      if (depthExceeds(query, MAX_QUERY_DEPTH)) {
+        throw new AppError(400, 'Validation error', `api_query is nested deeper than ${MAX_QUERY_DEPTH} levels; a Kentik query is a shallow JSON object.`, ['body', 'api_query']);
+      }
+      const { id, result } = await cache.request(query, ttl);
+      request.log.info({ imageId: id, result }, 'image requested');
+      return { id };
+    },
+  );
+};
+
+/** Iterative, so a hostile 1 MiB of `[[[[…` cannot overflow the stack while we look. */
+function depthExceeds(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth > max) return true;
+    for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+  }
+  return false;
+}

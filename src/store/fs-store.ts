@@ -1,0 +1,189 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Entry } from '../cache/entry.ts';
+import { decodeEntry, encodeEntry } from '../cache/entry-codec.ts';
+import { ID_PATTERN } from '../cache/ids.ts';
+import { StoreWriteError, type LoadResult, type Quarantined, type Store } from './store.ts';
+
+const TEMP_PREFIX = '.tmp-';
+const ENTRY_SUFFIX = '.json';
+const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
+/** Concurrent file reads while loading; enough to keep libuv's pool busy without a file-handle storm. */
+const LOAD_CONCURRENCY = 64;
+
+const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
+
+/**
+ * Layout under the root:
+ *   entries/<id>.json   one small JSON record per id
+ *   blobs/<sha256>      image bytes, content-addressed
+ *   quarantine/         files that could not be read, moved aside for a human to look at
+ * Every write goes to `.tmp-*` in the same directory, is fsynced, then renamed over the target, so a
+ * crash leaves the old or the new file and at worst a stray temp file that maintenance removes.
+ */
+export class FsStore implements Store {
+  readonly #entries: string;
+  readonly #blobs: string;
+  readonly #quarantine: string;
+  /** Temp files being written right now: sweepTemporary must not delete these. */
+  readonly #activeTemps = new Set<string>();
+
+  constructor(readonly root: string) {
+    this.#entries = path.join(root, 'entries');
+    this.#blobs = path.join(root, 'blobs');
+    this.#quarantine = path.join(root, 'quarantine');
+  }
+
+  async open(): Promise<void> {
+    for (const dir of [this.#entries, this.#blobs, this.#quarantine]) await fs.mkdir(dir, { recursive: true });
+  }
+
+  #entryPath(id: string): string {
+    // Ids are validated by the caller too; this second check keeps the store safe on its own.
+    if (!ID_PATTERN.test(id)) throw new RangeError(`invalid entry id ${JSON.stringify(id.slice(0, 100))}`);
+    return path.join(this.#entries, id + ENTRY_SUFFIX);
+  }
+
+  #blobPath(digest: string): string {
+    if (!DIGEST_PATTERN.test(digest)) throw new RangeError(`invalid blob digest ${JSON.stringify(digest.slice(0, 100))}`);
+    return path.join(this.#blobs, digest);
+  }
+
+  async loadEntries(): Promise<LoadResult> {
+    const names = await fs.readdir(this.#entries);
+    const entries: Entry[] = [];
+    const quarantined: Quarantined[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < names.length) {
+        const name = names[next++]!;
+        if (name.startsWith(TEMP_PREFIX)) continue; // swept by maintenance
+        const file = path.join(this.#entries, name);
+        let reason: string;
+        try {
+          const id = name.endsWith(ENTRY_SUFFIX) ? name.slice(0, -ENTRY_SUFFIX.length) : '';
+          if (!ID_PATTERN.test(id)) throw new Error('file name is not <id>.json');
+          const entry = decodeEntry(await fs.readFile(file, 'utf8'));
+          if (entry.id !== id) throw new Error(`record is for id ${entry.id}`);
+          entries.push(entry);
+          continue;
+        } catch (err) {
+          if (isMissing(err)) continue;
+          reason = (err as Error).message;
+        }
+        quarantined.push({ name: path.join('entries', name), reason, movedTo: await this.#moveAside(file, name) });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(LOAD_CONCURRENCY, names.length) }, worker));
+    return { entries, quarantined };
+  }
+
+  async #moveAside(file: string, name: string): Promise<string> {
+    const target = path.join(this.#quarantine, `${name}.${Date.now()}.${randomBytes(3).toString('hex')}`);
+    try {
+      await fs.rename(file, target);
+    } catch (err) {
+      if (isMissing(err)) return target;
+      // Could not move it: delete it rather than trip over it at every start.
+      await fs.rm(file, { force: true });
+      return '(deleted: could not be moved)';
+    }
+    return target;
+  }
+
+  async getEntry(id: string): Promise<Entry | undefined> {
+    try {
+      return decodeEntry(await fs.readFile(this.#entryPath(id), 'utf8'));
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  putEntry(entry: Entry): Promise<void> {
+    return this.#writeAtomic(this.#entries, this.#entryPath(entry.id), encodeEntry(entry));
+  }
+
+  async deleteEntry(id: string): Promise<void> {
+    await fs.rm(this.#entryPath(id), { force: true });
+  }
+
+  async getBlob(digest: string): Promise<Buffer | undefined> {
+    try {
+      return await fs.readFile(this.#blobPath(digest));
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async putBlob(digest: string, bytes: Uint8Array): Promise<void> {
+    const target = this.#blobPath(digest);
+    // Content-addressed: if it is there, it is these bytes (rename made it whole).
+    try {
+      await fs.access(target, constants.F_OK);
+      return;
+    } catch {
+      // not there yet
+    }
+    await this.#writeAtomic(this.#blobs, target, bytes);
+  }
+
+  async deleteBlob(digest: string): Promise<void> {
+    await fs.rm(this.#blobPath(digest), { force: true });
+  }
+
+  async listBlobs(): Promise<string[]> {
+    return (await fs.readdir(this.#blobs)).filter((n) => DIGEST_PATTERN.test(n));
+  }
+
+  async quarantineBlob(digest: string, _reason: string): Promise<void> {
+    await this.#moveAside(this.#blobPath(digest), digest);
+  }
+
+  async sweepTemporary(): Promise<number> {
+    let removed = 0;
+    for (const dir of [this.#entries, this.#blobs]) {
+      for (const name of await fs.readdir(dir)) {
+        const file = path.join(dir, name);
+        if (!name.startsWith(TEMP_PREFIX) || this.#activeTemps.has(file)) continue;
+        await fs.rm(file, { force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  async checkWritable(): Promise<void> {
+    await this.#writeAtomic(this.root, path.join(this.root, '.write-check'), String(Date.now()));
+  }
+
+  async close(): Promise<void> {
+    // Nothing held open between calls.
+  }
+
+  async #writeAtomic(dir: string, target: string, data: string | Uint8Array): Promise<void> {
+    const temp = path.join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    this.#activeTemps.add(temp);
+    let handle: fs.FileHandle | undefined;
+    try {
+      handle = await fs.open(temp, 'w', 0o644);
+      await handle.writeFile(data);
+      await handle.sync();
+      await handle.close();
+      handle = undefined;
+      await fs.rename(temp, target);
+    } catch (err) {
+      await handle?.close().catch(() => {});
+      await fs.rm(temp, { force: true }).catch(() => {});
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new StoreWriteError(`could not write ${path.relative(this.root, target)}: ${code ?? (err as Error).message}`, code, {
+        cause: err,
+      });
+    } finally {
+      this.#activeTemps.delete(temp);
+    }
+  }
+}

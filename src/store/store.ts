@@ -1,0 +1,55 @@
+import type { Entry } from '../cache/entry.ts';
+
+/** A file the store could not read as an entry; it was moved aside, never deleted. */
+export interface Quarantined {
+  name: string;
+  reason: string;
+  movedTo: string;
+}
+
+export interface LoadResult {
+  entries: Entry[];
+  quarantined: Quarantined[];
+}
+
+/**
+ * Everything the cache persists, behind a narrow async interface so a second backend (Redis) can
+ * replace the filesystem. Entries are small JSON records keyed by id; blobs are image bytes keyed by
+ * the sha256 of their content, so ids that share a fetch share one blob.
+ *
+ * Contract (see store.contract.ts): writes are atomic — a reader sees the old or the new value,
+ * never a torn one; a missing key reads as `undefined` and deleting it is not an error.
+ */
+export interface Store {
+  /** Creates what the backend needs (directories, connections). Idempotent. */
+  open(): Promise<void>;
+  /** Every stored entry; unreadable records are quarantined and reported, never fatal. */
+  loadEntries(): Promise<LoadResult>;
+  getEntry(id: string): Promise<Entry | undefined>;
+  putEntry(entry: Entry): Promise<void>;
+  deleteEntry(id: string): Promise<void>;
+  getBlob(digest: string): Promise<Buffer | undefined>;
+  putBlob(digest: string, bytes: Uint8Array): Promise<void>;
+  deleteBlob(digest: string): Promise<void>;
+  /** Digests of every stored blob (to find orphans a crash left between blob and entry writes). */
+  listBlobs(): Promise<string[]>;
+  /** Moves a record aside that proved bad after loading (e.g. a blob whose bytes fail their digest). */
+  quarantineBlob(digest: string, reason: string): Promise<void>;
+  /** Removes temporary files left by interrupted writes; returns how many. */
+  sweepTemporary(): Promise<number>;
+  /** Throws if the store cannot take writes right now (for /readyz). */
+  checkWritable(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Thrown by a store write; `code` carries the system error (ENOSPC, EACCES…) if there was one. */
+export class StoreWriteError extends Error {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'StoreWriteError';
+  }
+}
