@@ -188,6 +188,12 @@ export class ImageCache {
 
   /** What an id stands for right now; `image` comes with its bytes. */
   async lookup(id: string): Promise<Lookup> {
+    const found = await this.#lookup(id);
+    this.#metrics.imageLookups.inc({ result: found.kind === 'missing' ? 'not_found' : found.kind });
+    return found;
+  }
+
+  async #lookup(id: string): Promise<Lookup> {
     const entry = this.entries.get(id);
     if (!entry) return { kind: 'missing', reason: 'unknown' };
     if (entry.expiresAt <= this.#now()) return { kind: 'missing', reason: 'expired' };
@@ -415,7 +421,6 @@ export class ImageCache {
 
     const group = this.#groups.get(hash);
     if (group?.flight === flight) delete group.flight;
-    const now = this.#now();
     const done: Entry[] = [];
     for (const id of flight.ids) {
       const pending = this.entries.get(id);
