@@ -45,8 +45,9 @@ export async function buildApp({ config, logger, store: givenStore, client: give
     bodyLimit: BODY_LIMIT,
     // We log one line per request ourselves (onResponse), not Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    // Ids are 87 characters at most; longer path parameters are not routed at all.
-    routerOptions: { maxParamLength: 100 },
+    // Ids are 87 characters at most, but a longer one is still just an unknown id: let it reach
+    // the handler (Node itself caps the whole request line at 16 KiB).
+    routerOptions: { maxParamLength: 16 * 1024 },
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     ajv: {

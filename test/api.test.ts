@@ -126,6 +126,7 @@ describe('GET /image/{id}', () => {
     ['traversal', '..%2F..%2Fetc%2Fpasswd'],
     ['encoded NUL', `${'0'.repeat(64)}_1%00`],
     ['too long', 'a'.repeat(500)],
+    ['very long', `${'0'.repeat(64)}_${'1'.repeat(8000)}`],
   ])('answers 404 JSON for an %s id', async (_name, id) => {
     const r = await getImage(svc.url, id);
     expect(r.status).toBe(404);

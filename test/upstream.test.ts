@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { queryHash } from '../src/cache/hash.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { expectNoSecret, getImage, kentikQuery, metric, requestImage, startService, type Service } from './helpers/service.ts';
+import { expectNoSecret, getImage, getJson, kentikQuery, metric, requestImage, startService, type Service } from './helpers/service.ts';
 
 const RETRIES = 2;
 const TIMEOUT_S = 0.5;
@@ -154,20 +154,24 @@ describe('waiting for a pending image', () => {
   });
 
   it('a client that disconnects while waiting leaves no waiter behind', async () => {
-    sim.setFaults({ latencyMs: 1500 });
-    const id = await requestImage(svc.url, fresh());
-    const aborted = await Promise.allSettled(
-      Array.from({ length: 20 }, () => fetch(`${svc.url}/image/${id}`, { signal: AbortSignal.timeout(200) })),
-    );
-    expect(aborted.every((r) => r.status === 'rejected')).toBe(true);
-    // The server sees the sockets close shortly after; wait for that event through /metrics.
-    let waiters = await metric(svc.url, 'kic_waiters');
-    while (waiters > 0) {
-      await new Promise((r) => setImmediate(r));
-      waiters = await metric(svc.url, 'kic_waiters');
+    const patient = await startService({ KENTIK_API_URL: sim.url, KENTIK_API_RETRIES: '0', KENTIK_API_TIMEOUT: '30' });
+    try {
+      sim.setFaults({ latencyMs: 2000 });
+      const id = await requestImage(patient.url, fresh());
+      const aborted = await Promise.allSettled(
+        Array.from({ length: 20 }, () => fetch(`${patient.url}/image/${id}`, { signal: AbortSignal.timeout(100) })),
+      );
+      expect(aborted.every((r) => r.status === 'rejected')).toBe(true);
+      // The server sees the sockets close shortly after; watch for that through /metrics.
+      let waiters = await metric(patient.url, 'kic_waiters');
+      while (waiters > 0) waiters = await metric(patient.url, 'kic_waiters');
+      // Gone because the clients left, not because the fetch finished:
+      const info = await getJson(`${patient.url}/info`);
+      expect(info.pending_entries.map((e: { id: string }) => e.id)).toContain(id);
+      expect((await getImage(patient.url, id)).status).toBe(200);
+    } finally {
+      await patient.stop();
     }
-    expect(waiters).toBe(0);
-    expect((await getImage(svc.url, id)).status).toBe(200);
   });
 });
 

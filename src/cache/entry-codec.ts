@@ -8,6 +8,7 @@ export function encodeEntry(entry: Entry): string {
   return JSON.stringify({ v: ENTRY_FORMAT_VERSION, ...entry });
 }
 
+const DIGEST = /^[0-9a-f]{64}$/;
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 const isStr = (v: unknown): v is string => typeof v === 'string';
 
@@ -26,19 +27,21 @@ export function decodeEntry(text: string): Entry {
   if (!parsed) throw new Error('missing or malformed id');
   if (r.hash !== parsed.hash || r.expiresAt !== parsed.expiresAt) throw new Error('hash or expiresAt disagree with the id');
   if (!isNum(r.createdAt)) throw new Error('missing createdAt');
-  const base = { id: parsed.id, hash: parsed.hash, expiresAt: parsed.expiresAt, createdAt: r.createdAt };
+  const { id, hash, expiresAt } = parsed;
+  const createdAt = r.createdAt;
+  // Plain literals, not spreads: loading 100k entries at start-up is measurably faster this way.
   switch (r.kind) {
     case 'pending':
       if (typeof r.query !== 'object' || r.query === null) throw new Error('pending entry without query');
-      return { ...base, kind: 'pending', query: r.query };
+      return { id, hash, expiresAt, createdAt, kind: 'pending', query: r.query };
     case 'image':
-      if (!isStr(r.digest) || !/^[0-9a-f]{64}$/.test(r.digest)) throw new Error('image entry with bad digest');
+      if (!isStr(r.digest) || !DIGEST.test(r.digest)) throw new Error('image entry with bad digest');
       if (!isStr(r.mime) || !isImageMime(r.mime)) throw new Error('image entry with unknown mime');
       if (!isNum(r.size) || !isNum(r.fetchedAt)) throw new Error('image entry without size or fetchedAt');
-      return { ...base, kind: 'image', digest: r.digest, mime: r.mime, size: r.size, fetchedAt: r.fetchedAt };
+      return { id, hash, expiresAt, createdAt, kind: 'image', digest: r.digest, mime: r.mime, size: r.size, fetchedAt: r.fetchedAt };
     case 'error':
       if (!isNum(r.status) || !isStr(r.errorType) || !isStr(r.message)) throw new Error('error entry with bad fields');
-      return { ...base, kind: 'error', status: r.status, errorType: r.errorType, message: r.message };
+      return { id, hash, expiresAt, createdAt, kind: 'error', status: r.status, errorType: r.errorType, message: r.message };
     default:
       throw new Error(`unknown kind ${JSON.stringify(r.kind)}`);
   }

@@ -79,6 +79,8 @@ export class ImageCache {
   readonly #flights = new Set<Promise<void>>();
   /** Digests being written but not yet indexed: not orphans, whatever a directory scan says. */
   readonly #reserved = new Set<string>();
+  /** The last write queued per id (see #persist). */
+  readonly #writes = new Map<string, Promise<void>>();
   #closing = false;
   #storedBytes = 0;
 
@@ -177,11 +179,12 @@ export class ImageCache {
       return { id, result: 'shared' };
     }
 
-    // Rule 3: a new fetch.
+    // Rule 3: a new fetch. The flight is registered before the first await, so concurrent POSTs
+    // of the same query join it instead of starting their own.
     const entry: PendingEntry = { ...base, kind: 'pending', query };
     this.#index(entry);
-    await this.#persist(entry);
     this.#startFlight(hash, query, [id]);
+    await this.#persist(entry);
     this.#metrics.requests.inc({ result: 'miss' });
     return { id, result: 'miss' };
   }
@@ -354,7 +357,19 @@ export class ImageCache {
    * Persists an entry. A failed write (full disk) is logged and counted but does not fail the
    * caller: the entry still works from memory, it just would not survive a restart.
    */
-  async #persist(entry: Entry): Promise<void> {
+  #persist(entry: Entry): Promise<void> {
+    // Writes of one id are chained, so a slow "pending" write can never land after (and undo)
+    // the "image" write of a fetch that finished meanwhile.
+    const previous = this.#writes.get(entry.id) ?? Promise.resolve();
+    const write = previous.then(() => this.#write(entry));
+    this.#writes.set(entry.id, write);
+    void write.finally(() => {
+      if (this.#writes.get(entry.id) === write) this.#writes.delete(entry.id);
+    });
+    return write;
+  }
+
+  async #write(entry: Entry): Promise<void> {
     try {
       await this.#store.putEntry(entry);
     } catch (err) {

@@ -34,7 +34,7 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
           `(up to ENTRY_WAIT_TIMEOUT, now ${waitSeconds} s) and answers 504 with Retry-After if it is still pending then. ` +
           "If Kentik answered with an error, that error is served with Kentik's status code until the id expires.",
         tags: ['images'],
-        params: Type.Object({ id: Type.String({ description: 'Image id, <sha256>_<expiry epoch seconds>', maxLength: 100 }) }),
+        params: Type.Object({ id: Type.String({ description: 'Image id, <sha256>_<expiry epoch seconds>' }) }),
         headers: Type.Object({ 'if-none-match': Type.Optional(Type.String()) }),
         produces: ['image/png', 'image/jpeg', 'image/svg+xml', 'application/pdf', 'application/json'],
         response: {

@@ -1,0 +1,68 @@
+import { execFileSync } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import { getImage, getJson, kentikQuery, metric, requestImage, startService, tempDir, type Service } from './helpers/service.ts';
+
+/**
+ * A real full disk: a 4 MiB tmpfs mounted for the test (needs root; CI runs as root). Where
+ * mounting is refused the test is skipped and says why.
+ */
+const mountPoint = tempDir('kic-full-disk-');
+let mountError: string | undefined;
+try {
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mountPoint], { stdio: 'pipe' });
+} catch (err) {
+  mountError = ((err as { stderr?: Buffer }).stderr?.toString() || (err as Error).message).trim();
+  console.warn(`full-disk test skipped: cannot mount a tmpfs (${mountError})`);
+}
+
+describe.skipIf(mountError !== undefined)('full disk (ENOSPC)', () => {
+  let sim: Simulator;
+  let svc: Service;
+  const filler = path.join(mountPoint, 'filler');
+
+  beforeAll(async () => {
+    sim = await startSimulator({ email: 'test@example.com', token: 'test-token-DO-NOT-LEAK' });
+    svc = await startService({ KENTIK_API_URL: sim.url, KENTIK_API_RETRIES: '0', REUSE_WINDOW: '0' }, { cachePath: path.join(mountPoint, 'cache') });
+  });
+  afterAll(async () => {
+    await svc?.stop();
+    await sim?.close();
+    execFileSync('umount', [mountPoint]);
+    rmSync(mountPoint, { recursive: true, force: true });
+  });
+
+  it('fails new fetches with 507, keeps serving stored images, and recovers when space returns', async () => {
+    const stored = await requestImage(svc.url, kentikQuery('disk-before'), 600);
+    const before = await getImage(svc.url, stored);
+    expect(before.status).toBe(200);
+
+    // Fill the disk to the last byte.
+    try {
+      writeFileSync(filler, Buffer.alloc(8 * 1024 * 1024));
+    } catch (err) {
+      expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    }
+
+    const failed = await requestImage(svc.url, kentikQuery('disk-full'), 600);
+    const r = await getImage(svc.url, failed);
+    expect(r.status).toBe(507);
+    expect(r.json).toMatchObject({ type: 'Insufficient storage', msg: expect.stringContaining('ENOSPC') });
+    expect(await metric(svc.url, 'kic_store_write_errors_total', { code: 'ENOSPC' })).toBeGreaterThan(0);
+
+    const again = await getImage(svc.url, stored);
+    expect(again.status).toBe(200);
+    expect(again.bytes.equals(before.bytes)).toBe(true);
+    expect((await fetch(`${svc.url}/readyz`)).status).toBe(503);
+    expect((await fetch(`${svc.url}/healthz`)).status).toBe(200);
+
+    rmSync(filler);
+    expect((await fetch(`${svc.url}/readyz`)).status).toBe(200);
+    const recovered = await requestImage(svc.url, kentikQuery('disk-after'), 600);
+    expect((await getImage(svc.url, recovered)).status).toBe(200);
+    const info = await getJson(`${svc.url}/info`);
+    expect(info.active_count).toBe(3);
+  });
+});
