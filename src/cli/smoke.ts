@@ -14,7 +14,7 @@ GETs the image, and prints one line per step. A file may carry "expect_status": 
 Options:
   --url URL         base URL of the cache (default http://127.0.0.1:8000)
   --dir DIR         folder of request files (default examples/queries)
-  --glob PATTERN    which files, * and ? wildcards (default *.json)
+  --glob PATTERN    which files: *, ? and [..] as in a shell (default *.json)
   --concurrent      run all files at once instead of one after another
   --timeout SEC     per-request timeout in seconds (default 120)
   -h, --help        show this help
@@ -27,7 +27,8 @@ interface Outcome {
 }
 
 function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  // *, ? and [abc] as in a shell; everything else literal.
+  const escaped = glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
   return new RegExp(`^${escaped}$`);
 }
 
