@@ -31,6 +31,8 @@ interface LastImage {
 /** Everything known about one query hash. */
 interface Group {
   ids: Set<string>;
+  /** Id of the pending or image entry that expires last, if known (see #longestLived). */
+  best?: string;
   flight?: Flight;
   lastImage?: LastImage;
 }
@@ -142,18 +144,13 @@ export class ImageCache {
     let expiresAt = now + ttlSeconds * 1000;
     const group = this.#groups.get(hash);
 
-    // Rule 1: a live pending or image entry that lives at least as long as asked for.
-    if (group) {
-      let best: Entry | undefined;
-      for (const id of group.ids) {
-        const e = this.entries.get(id);
-        if (!e || e.kind === 'error' || e.expiresAt <= now) continue;
-        if (e.expiresAt >= expiresAt && (!best || e.expiresAt > best.expiresAt)) best = e;
-      }
-      if (best) {
-        this.#metrics.requests.inc({ result: 'hit' });
-        return { id: best.id, result: 'hit' };
-      }
+    // Rule 1: a live pending or image entry that lives at least as long as asked for. The
+    // longest-lived one is enough to decide, and it is tracked, so this is O(1) however many
+    // ids a popular query has collected.
+    const best = group && this.#longestLived(group);
+    if (best && best.expiresAt > now && best.expiresAt >= expiresAt) {
+      this.#metrics.requests.inc({ result: 'hit' });
+      return { id: best.id, result: 'hit' };
     }
 
     // An id is unique per query and millisecond; never hand out an id that holds an error.
@@ -311,6 +308,19 @@ export class ImageCache {
     await Promise.allSettled([...this.#flights]);
   }
 
+  /** The pending or image entry of a query that expires last; rescans only after it went away. */
+  #longestLived(group: Group): Entry | undefined {
+    const current = group.best === undefined ? undefined : this.entries.get(group.best);
+    if (current && current.kind !== 'error') return current;
+    let best: Entry | undefined;
+    for (const id of group.ids) {
+      const e = this.entries.get(id);
+      if (e && e.kind !== 'error' && (!best || e.expiresAt > best.expiresAt)) best = e;
+    }
+    group.best = best?.id;
+    return best;
+  }
+
   #index(entry: Entry): void {
     const previous = this.entries.get(entry.id);
     if (previous) this.#unindexBlob(previous);
@@ -318,6 +328,10 @@ export class ImageCache {
     let group = this.#groups.get(entry.hash);
     if (!group) this.#groups.set(entry.hash, (group = { ids: new Set() }));
     group.ids.add(entry.id);
+    if (entry.kind !== 'error' && group.best !== undefined) {
+      const best = this.entries.get(group.best);
+      if (!best || best.kind === 'error' || entry.expiresAt > best.expiresAt) group.best = entry.id;
+    }
     if (entry.kind === 'image') {
       let info = this.#blobInfo.get(entry.digest);
       if (!info) {
