@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     KENTIK_API_TIMEOUT: '30',
   });
   const pretty = process.stdout.isTTY;
-  const { app } = await buildApp({ config, logger: loggerOptions({ debug: false, level: args.verbose ? 'info' : 'warn', pretty }) });
+  const { app } = await buildApp({ config, logger: loggerOptions({ debug: false, level: args.verbose ? 'info' : 'error', pretty }) });
   const base = await withFallbackPort(Number(args.port), (port) => app.listen({ host: '127.0.0.1', port }));
 
   let stopping = false;
@@ -85,7 +85,8 @@ async function main(): Promise<void> {
       };
     }),
   );
-  for (const r of results) console.log(`  ${r.file.padEnd(34)} ${r.line}`);
+  const width = Math.max(...results.map((r) => r.file.length));
+  for (const r of results) console.log(`  ${r.file.padEnd(width)}  ${r.line}`);
   console.log(`
 Open in a browser:
   ${base}/docs        interactive API documentation
