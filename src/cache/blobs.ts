@@ -10,6 +10,7 @@ import { bytesDigest } from './hash.ts';
 export class BlobCache {
   readonly #memory = new Map<string, Buffer>();
   readonly #loading = new Map<string, Promise<Buffer | undefined>>();
+  readonly #ops = new Map<string, Promise<void>>();
   #memoryBytes = 0;
 
   constructor(
@@ -58,13 +59,27 @@ export class BlobCache {
   }
 
   async put(digest: string, bytes: Buffer): Promise<void> {
-    await this.store.putBlob(digest, bytes);
+    await this.#serialize(digest, () => this.store.putBlob(digest, bytes));
     this.#remember(digest, bytes);
   }
 
   async delete(digest: string): Promise<void> {
     this.#forget(digest);
-    await this.store.deleteBlob(digest);
+    await this.#serialize(digest, () => this.store.deleteBlob(digest));
+  }
+
+  /**
+   * Puts and deletes of one digest run in order. Otherwise a fetch that produced the very bytes
+   * maintenance is deleting could see the old file, skip its write, and lose the file to the rm.
+   */
+  #serialize(digest: string, op: () => Promise<void>): Promise<void> {
+    const run = (this.#ops.get(digest) ?? Promise.resolve()).then(op, op);
+    this.#ops.set(digest, run);
+    void run.then(
+      () => this.#ops.get(digest) === run && this.#ops.delete(digest),
+      () => this.#ops.get(digest) === run && this.#ops.delete(digest),
+    );
+    return run;
   }
 
   #remember(digest: string, bytes: Buffer): void {

@@ -267,8 +267,10 @@ export class ImageCache {
     return this.#blobInfo.has(digest) || this.#reserved.has(digest);
   }
 
+  /** Deletes image bytes unless something started using them since the caller looked. */
   async deleteBlob(digest: string): Promise<void> {
     const info = this.#blobInfo.get(digest);
+    if (this.#reserved.has(digest) || (info && info.ids.size > 0)) return;
     if (info) this.#storedBytes -= info.size;
     this.#blobInfo.delete(digest);
     for (const g of this.#groups.values()) if (g.lastImage?.digest === digest) delete g.lastImage;
