@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { queryHash } from '../src/cache/hash.ts';
@@ -94,6 +94,17 @@ describe('restarts', () => {
     writeFileSync(file(victims[3]!), text.replace('"v":1', '"v":7')); // wrong version
     writeFileSync(path.join(cachePath, 'entries', 'stray.json'), '{}'); // not an id
 
+    // The index snapshot written at shutdown still holds the damaged entries' records, so
+    // they keep being served; only the stray file (not in the snapshot) is read and moved aside.
+    const withSnapshot = await startService({ KENTIK_API_URL: sim.url }, { cachePath });
+    expect(withSnapshot.logs().filter((l) => l.msg === 'unreadable cache file quarantined')).toHaveLength(1);
+    for (const id of victims) expect((await getImage(withSnapshot.url, id)).status).toBe(200);
+    await withSnapshot.stop();
+    writeFileSync(path.join(cachePath, 'entries', 'stray.json'), '{}');
+
+    // Without the snapshot every entry file is read: each damaged one is quarantined.
+    rmSync(path.join(cachePath, 'index.snapshot'));
+    rmSync(path.join(cachePath, 'quarantine'), { recursive: true });
     const second = await startService({ KENTIK_API_URL: sim.url }, { cachePath });
     const warnings = second.logs().filter((l) => l.msg === 'unreadable cache file quarantined');
     expect(warnings).toHaveLength(5);

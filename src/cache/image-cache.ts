@@ -84,6 +84,8 @@ export class ImageCache {
   /** The last write queued per id (see #persist). */
   readonly #writes = new Map<string, Promise<void>>();
   #closing = false;
+  /** Entries changed since the last checkpoint. */
+  #dirty = true;
   #storedBytes = 0;
 
   constructor({ config, store, client, log, metrics, now = Date.now }: ImageCacheDeps) {
@@ -149,6 +151,10 @@ export class ImageCache {
     // ids a popular query has collected.
     const best = group && this.#longestLived(group);
     if (best && best.expiresAt > now && best.expiresAt >= expiresAt) {
+      // A concurrent POST may have created it and still be writing it: hand the id out only once
+      // it is on disk, or a crash now would lose an id the client already holds.
+      const writing = this.#writes.get(best.id);
+      if (writing) await writing;
       this.#metrics.requests.inc({ result: 'hit' });
       return { id: best.id, result: 'hit' };
     }
@@ -194,7 +200,14 @@ export class ImageCache {
   }
 
   async #lookup(id: string): Promise<Lookup> {
-    const entry = this.entries.get(id);
+    let entry = this.entries.get(id);
+    const writing = entry && entry.kind !== 'pending' ? this.#writes.get(id) : undefined;
+    if (writing) {
+      // A fetch just finished and its result is still being written: serve only what a restart
+      // would serve too (the rule #runFlight follows for waiters).
+      await writing;
+      entry = this.entries.get(id);
+    }
     if (!entry) return { kind: 'missing', reason: 'unknown' };
     if (entry.expiresAt <= this.#now()) return { kind: 'missing', reason: 'expired' };
     if (entry.kind !== 'image') return { kind: entry.kind, entry } as Lookup;
@@ -308,6 +321,20 @@ export class ImageCache {
     for (const g of this.#groups.values()) g.flight?.controller.abort(new Error('shutting down'));
     this.waiters.notifyAll();
     await Promise.allSettled([...this.#flights]);
+    await Promise.allSettled([...this.#writes.values()]);
+    await this.checkpoint();
+  }
+
+  /** Lets the store save the index for a fast next start, if anything changed since last time. */
+  async checkpoint(): Promise<void> {
+    if (!this.#dirty) return;
+    this.#dirty = false;
+    try {
+      await this.#store.checkpoint(this.entries.values());
+    } catch (err) {
+      this.#dirty = true;
+      this.#log.warn({ err: (err as Error).message }, 'could not save the index snapshot; the next start reads every entry file');
+    }
   }
 
   /** The pending or image entry of a query that expires last; rescans only after it went away. */
@@ -324,6 +351,7 @@ export class ImageCache {
   }
 
   #index(entry: Entry): void {
+    this.#dirty = true;
     const previous = this.entries.get(entry.id);
     if (previous) this.#unindexBlob(previous);
     this.entries.set(entry.id, entry);
@@ -349,6 +377,7 @@ export class ImageCache {
   #unindex(id: string): void {
     const entry = this.entries.get(id);
     if (!entry) return;
+    this.#dirty = true;
     this.entries.delete(id);
     this.#unindexBlob(entry);
     const group = this.#groups.get(entry.hash);

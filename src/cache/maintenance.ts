@@ -69,6 +69,7 @@ export function createMaintenance(deps: {
     }
     passes++;
 
+    await cache.checkpoint();
     const tempFilesDeleted = await store.sweepTemporary();
     const durationMs = Math.round(performance.now() - started);
     metrics.maintenanceDuration.observe(durationMs / 1000);

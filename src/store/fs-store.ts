@@ -3,13 +3,17 @@ import { closeSync, constants, openSync, readFileSync, readSync } from 'node:fs'
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Entry } from '../cache/entry.ts';
-import { decodeEntry, encodeEntry } from '../cache/entry-codec.ts';
+import { decodeEntry, encodeEntry, ENTRY_FORMAT_VERSION } from '../cache/entry-codec.ts';
 import { ID_PATTERN } from '../cache/ids.ts';
 import { StoreWriteError, type LoadResult, type Quarantined, type Store } from './store.ts';
 
 const TEMP_PREFIX = '.tmp-';
 const ENTRY_SUFFIX = '.json';
 const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
+const SNAPSHOT = 'index.snapshot';
+const SNAPSHOT_HEADER = `{"kentik-image-cache-snapshot":${ENTRY_FORMAT_VERSION}}`;
+/** Entries serialised between two writes (and event-loop turns) of the snapshot. */
+const SNAPSHOT_SLICE = 2000;
 /** Entry records are a few hundred bytes (pending ones carry a query of a few KB). */
 const READ_BUFFER_BYTES = 64 * 1024;
 
@@ -58,11 +62,11 @@ export class FsStore implements Store {
    */
   async loadEntries(): Promise<LoadResult> {
     const names = await fs.readdir(this.#entries);
-    const entries: Entry[] = [];
     const bad: Array<{ name: string; reason: string }> = [];
+    const { entries, covered } = await this.#readSnapshot(new Set(names), bad);
     const buf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
     for (const name of names) {
-      if (name.startsWith(TEMP_PREFIX)) continue; // swept by maintenance
+      if (name.startsWith(TEMP_PREFIX) || covered.has(name)) continue; // temp files: swept by maintenance
       try {
         const id = name.endsWith(ENTRY_SUFFIX) ? name.slice(0, -ENTRY_SUFFIX.length) : '';
         if (!ID_PATTERN.test(id)) throw new Error('file name is not <id>.json');
@@ -75,10 +79,84 @@ export class FsStore implements Store {
     }
     const quarantined: Quarantined[] = [];
     for (const { name, reason } of bad) {
-      const movedTo = await this.#moveAside(path.join(this.#entries, name), name);
-      quarantined.push({ name: path.join('entries', name), reason, movedTo });
+      const inRoot = name === SNAPSHOT;
+      const movedTo = await this.#moveAside(path.join(inRoot ? this.root : this.#entries, name), name);
+      quarantined.push({ name: inRoot ? name : path.join('entries', name), reason, movedTo });
     }
     return { entries, quarantined };
+  }
+
+  /**
+   * The snapshot lists finished (image and error) entries. Their files never change once written
+   * (an id goes pending → finished once, then only gets deleted), so a snapshot line whose file
+   * still exists is as good as the file, and reading one file replaces 100k small reads.
+   * Pending entries and files newer than the snapshot are read from their own files. A snapshot
+   * that cannot be read is quarantined and ignored: it is only a shortcut.
+   */
+  async #readSnapshot(names: Set<string>, bad: Array<{ name: string; reason: string }>): Promise<{ entries: Entry[]; covered: Set<string> }> {
+    const entries: Entry[] = [];
+    const covered = new Set<string>();
+    let data: Buffer;
+    try {
+      data = await fs.readFile(path.join(this.root, SNAPSHOT));
+    } catch (err) {
+      if (isMissing(err)) return { entries, covered };
+      throw err;
+    }
+    let start = data.indexOf(0x0a) + 1;
+    if (start === 0 || data.toString('utf8', 0, start - 1) !== SNAPSHOT_HEADER) {
+      bad.push({ name: SNAPSHOT, reason: 'not a snapshot of this format version' });
+      return { entries, covered };
+    }
+    while (start < data.length) {
+      let end = data.indexOf(0x0a, start);
+      if (end < 0) end = data.length; // a torn last line fails to decode below and is skipped
+      const line = data.toString('utf8', start, end);
+      start = end + 1;
+      let entry: Entry;
+      try {
+        entry = decodeEntry(line);
+      } catch {
+        continue; // that entry's own file is read instead
+      }
+      const name = entry.id + ENTRY_SUFFIX;
+      if (entry.kind === 'pending' || !names.has(name) || covered.has(name)) continue;
+      covered.add(name);
+      entries.push(entry);
+    }
+    return { entries, covered };
+  }
+
+  /** Writes the snapshot in slices, so a large cache does not stall requests while it is written. */
+  async checkpoint(all: Iterable<Entry>): Promise<void> {
+    const temp = path.join(this.root, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
+    this.#activeTemps.add(temp);
+    let handle: fs.FileHandle | undefined;
+    try {
+      handle = await fs.open(temp, 'w', 0o644);
+      let chunk = SNAPSHOT_HEADER + '\n';
+      let count = 0;
+      for (const entry of all) {
+        if (entry.kind === 'pending') continue;
+        chunk += encodeEntry(entry) + '\n';
+        if (++count % SNAPSHOT_SLICE === 0) {
+          await handle.write(chunk);
+          chunk = '';
+        }
+      }
+      await handle.write(chunk);
+      await handle.sync();
+      await handle.close();
+      handle = undefined;
+      await fs.rename(temp, path.join(this.root, SNAPSHOT));
+    } catch (err) {
+      await handle?.close().catch(() => {});
+      await fs.rm(temp, { force: true }).catch(() => {});
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new StoreWriteError(`could not write ${SNAPSHOT}: ${code ?? (err as Error).message}`, code, { cause: err });
+    } finally {
+      this.#activeTemps.delete(temp);
+    }
   }
 
   async #moveAside(file: string, name: string): Promise<string> {
@@ -146,7 +224,8 @@ export class FsStore implements Store {
 
   async sweepTemporary(): Promise<number> {
     let removed = 0;
-    for (const dir of [this.#entries, this.#blobs]) {
+    // The root too: checkWritable (every /readyz) writes its check file through a temp file there.
+    for (const dir of [this.root, this.#entries, this.#blobs]) {
       for (const name of await fs.readdir(dir)) {
         const file = path.join(dir, name);
         if (!name.startsWith(TEMP_PREFIX) || this.#activeTemps.has(file)) continue;

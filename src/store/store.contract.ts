@@ -115,6 +115,23 @@ export function storeContract(name: string, harness: StoreHarness): void {
       expect(await store.listBlobs()).toEqual([]);
     });
 
+    it('loads the same entries after a checkpoint, and only those still stored', async () => {
+      const bytes = randomBytes(10);
+      const kept = imageEntry(20, bytes);
+      const deleted = imageEntry(21, bytes);
+      const pending = pendingEntry(22);
+      for (const e of [kept, deleted, pending]) await store.putEntry(e);
+      await store.checkpoint([kept, deleted, pending]);
+      await store.deleteEntry(deleted.id);
+      const later = imageEntry(23, bytes);
+      await store.putEntry(later);
+      const finished: ImageEntry = { ...imageEntry(22, bytes), id: pending.id, expiresAt: pending.expiresAt };
+      await store.putEntry(finished);
+      const { entries, quarantined } = await store.loadEntries();
+      expect(quarantined).toEqual([]);
+      expect(entries.sort((a, b) => a.id.localeCompare(b.id))).toEqual([kept, later, finished].sort((a, b) => a.id.localeCompare(b.id)));
+    });
+
     it('reports writability', async () => {
       await expect(store.checkWritable()).resolves.toBeUndefined();
       expect(await store.sweepTemporary()).toBe(0);

@@ -25,6 +25,12 @@ export interface Store {
   open(): Promise<void>;
   /** Every stored entry; unreadable records are quarantined and reported, never fatal. */
   loadEntries(): Promise<LoadResult>;
+  /**
+   * Saves the current entries in whatever form makes the next `loadEntries` fast (a backend that
+   * loads fast anyway may do nothing). Called by maintenance and at shutdown; never needed for
+   * correctness.
+   */
+  checkpoint(entries: Iterable<Entry>): Promise<void>;
   getEntry(id: string): Promise<Entry | undefined>;
   putEntry(entry: Entry): Promise<void>;
   deleteEntry(id: string): Promise<void>;
