@@ -17,6 +17,8 @@ import { FsStore } from './store/fs-store.ts';
 import type { Store } from './store/store.ts';
 
 export const BODY_LIMIT = 1024 * 1024;
+/** Log levels at which the per-request `info` line is written. */
+const LOGS_INFO = new Set(['info', 'debug', 'trace']);
 const VERSION = '0.1.0';
 
 export interface AppDeps {
@@ -107,10 +109,13 @@ export async function buildApp({ config, logger, store: givenStore, client: give
     const seconds = reply.elapsedTime / 1000;
     metrics.httpRequests.inc({ route, method: request.method, status: reply.statusCode });
     metrics.httpDuration.observe({ route }, seconds);
-    request.log.info(
-      { method: request.method, url: request.url.slice(0, 200), statusCode: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 10) / 10 },
-      'request',
-    );
+    // Only built when it is written: at LOG_LEVEL=warn a hot image would build it thousands of times a second for nothing.
+    if (LOGS_INFO.has(request.log.level)) {
+      request.log.info(
+        { method: request.method, url: request.url.slice(0, 200), statusCode: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 10) / 10 },
+        'request',
+      );
+    }
     done();
   });
 

@@ -199,6 +199,24 @@ export class ImageCache {
     return found;
   }
 
+  /**
+   * The hot path of GET /image: an image that can be served right now from memory, with the same
+   * bookkeeping as lookup(). Undefined whenever lookup() has more to do (unknown, expired, pending,
+   * being written, not an image, bytes not in memory): then call lookup().
+   */
+  lookupHot(id: string): Extract<Lookup, { kind: 'image' }> | undefined {
+    const entry = this.entries.get(id);
+    if (entry?.kind !== 'image' || this.#writes.has(id)) return undefined;
+    const now = this.#now();
+    if (entry.expiresAt <= now) return undefined;
+    const bytes = this.blobs.peek(entry.digest);
+    if (!bytes) return undefined;
+    const info = this.#blobInfo.get(entry.digest);
+    if (info) info.lastServed = now;
+    this.#metrics.imageLookups.inc({ result: 'image' });
+    return { kind: 'image', entry, bytes };
+  }
+
   async #lookup(id: string): Promise<Lookup> {
     let entry = this.entries.get(id);
     const writing = entry && entry.kind !== 'pending' ? this.#writes.get(id) : undefined;

@@ -18,6 +18,21 @@ const EXTENSIONS: Record<ImageEntry['mime'], string> = {
 /** An SVG from upstream is a document that could carry script; served this way it cannot run any. */
 const SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
 
+/**
+ * The headers of an image that stay the same while its entry lives, built once per entry rather than
+ * on every GET (a hot image is served thousands of times a second). Entries are immutable, so the
+ * entry object is the key, and they go when it does.
+ */
+interface ImageHeaders {
+  etag: string;
+  expires: string;
+  disposition: string;
+  /** `cache-control` for `maxAge`, rebuilt when the whole seconds left change. */
+  maxAge: number;
+  cacheControl: string;
+}
+const imageHeaders = new WeakMap<ImageEntry, ImageHeaders>();
+
 const notFound = (id: string, why: string): AppError =>
   new AppError(404, 'Not found', `Image ${id} ${why}. POST the query to /requests again for a new id.`, ['path', 'id']);
 
@@ -57,24 +72,30 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
         },
       },
     },
-    async (request, reply) => {
+    (request, reply) => {
       const { id } = request.params;
-      if (!parseId(id)) throw notFound(id.slice(0, 100), 'is not a valid image id (expected <64 hex digits>_<epoch seconds>)');
-
-      let found = await cache.lookup(id);
-      if (found.kind === 'pending') {
-        // Event-driven wait; the client going away ends it at once and leaves nothing behind.
-        const gone = new AbortController();
-        const onClose = (): void => gone.abort();
-        reply.raw.once('close', onClose);
-        const outcome = await cache.waitFor(id, config.entryWaitTimeoutMs, gone.signal);
-        reply.raw.off('close', onClose);
-        if (outcome === 'aborted') return reply; // nobody to answer
-        found = await cache.lookup(id);
-      }
-      return send(reply, id, found);
+      // A cached image held in memory is answered synchronously: no promise, no microtask.
+      const hot = cache.lookupHot(id);
+      if (hot) return void sendImage(reply, id, hot.entry, hot.bytes);
+      return serve(reply, id);
     },
   );
+
+  async function serve(reply: FastifyReply, id: string): Promise<FastifyReply> {
+    if (!parseId(id)) throw notFound(id.slice(0, 100), 'is not a valid image id (expected <64 hex digits>_<epoch seconds>)');
+    let found = await cache.lookup(id);
+    if (found.kind === 'pending') {
+      // Event-driven wait; the client going away ends it at once and leaves nothing behind.
+      const gone = new AbortController();
+      const onClose = (): void => gone.abort();
+      reply.raw.once('close', onClose);
+      const outcome = await cache.waitFor(id, config.entryWaitTimeoutMs, gone.signal);
+      reply.raw.off('close', onClose);
+      if (outcome === 'aborted') return reply; // nobody to answer
+      found = await cache.lookup(id);
+    }
+    return send(reply, id, found);
+  }
 
   function send(reply: FastifyReply, id: string, found: Lookup): FastifyReply {
     switch (found.kind) {
@@ -109,17 +130,31 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
   }
 
   function sendImage(reply: FastifyReply, id: string, entry: ImageEntry, bytes: Buffer): FastifyReply {
-    const etag = `"${entry.digest}"`;
+    let h = imageHeaders.get(entry);
+    if (!h) {
+      h = {
+        etag: `"${entry.digest}"`,
+        expires: new Date(entry.expiresAt).toUTCString(),
+        disposition: `inline; filename="${id}.${EXTENSIONS[entry.mime]}"`,
+        maxAge: -1,
+        cacheControl: '',
+      };
+      imageHeaders.set(entry, h);
+    }
     const maxAge = Math.max(0, Math.floor((entry.expiresAt - Date.now()) / 1000));
+    if (maxAge !== h.maxAge) {
+      h.maxAge = maxAge;
+      h.cacheControl = `public, max-age=${maxAge}`;
+    }
     reply.headers({
-      etag,
-      'cache-control': `public, max-age=${maxAge}`,
-      expires: new Date(entry.expiresAt).toUTCString(),
+      etag: h.etag,
+      'cache-control': h.cacheControl,
+      expires: h.expires,
       'x-content-type-options': 'nosniff',
-      'content-disposition': `inline; filename="${id}.${EXTENSIONS[entry.mime]}"`,
+      'content-disposition': h.disposition,
     });
     if (entry.mime === 'image/svg+xml') reply.header('content-security-policy', SVG_CSP);
-    if (matchesEtag(reply.request.headers['if-none-match'], etag)) return reply.code(304).send();
+    if (matchesEtag(reply.request.headers['if-none-match'], h.etag)) return reply.code(304).send();
     return reply.type(entry.mime).header('content-length', bytes.length).send(bytes);
   }
 };
