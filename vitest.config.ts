@@ -3,10 +3,12 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    // The Kentik token of every service a test starts must reach no log line and no answer.
+    setupFiles: ['test/helpers/no-secret.setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Integration tests start real processes; two cores cannot run many at once.
     maxWorkers: 2,
-    reporters: ['default'],
+    reporters: ['default', './test/helpers/summary-reporter.ts'],
   },
 });

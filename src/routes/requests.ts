@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { UncanonicalQueryError } from '../cache/hash.ts';
 import type { ImageCache } from '../cache/image-cache.ts';
 import { ID_PATTERN_SOURCE } from '../cache/ids.ts';
 import type { Config } from '../config.ts';
@@ -57,7 +58,15 @@ export const requestRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; confi
       if (depthExceeds(query, MAX_QUERY_DEPTH)) {
         throw new AppError(400, 'Validation error', `api_query is nested deeper than ${MAX_QUERY_DEPTH} levels; a Kentik query is a shallow JSON object.`, ['body', 'api_query']);
       }
-      const { id, result } = await cache.request(query, ttl);
+      const { id, result } = await cache.request(query, ttl).catch((err: unknown) => {
+        if (!(err instanceof UncanonicalQueryError)) throw err;
+        throw new AppError(
+          400,
+          'Validation error',
+          `api_query cannot be hashed: ${err.message}. Numbers must be finite (no 1e400) and strings valid Unicode (no lone \\uD800 surrogates).`,
+          ['body', 'api_query'],
+        );
+      });
       request.log.info({ imageId: id, result }, 'image requested');
       return { id };
     },

@@ -53,7 +53,8 @@ describe('FsStore specifics', () => {
     const store = new FsStore(root);
     await store.open();
     const a = pendingEntry(1);
-    const b = { ...a, id: pendingEntry(2).id, hash: pendingEntry(2).hash, expiresAt: pendingEntry(2).expiresAt };
+    const p2 = pendingEntry(2); // one call: two would read the clock twice, and id and expiresAt could disagree
+    const b = { ...a, id: p2.id, hash: p2.hash, expiresAt: p2.expiresAt };
     await store.putEntry(a);
     await store.putEntry(b);
     const snapshot = path.join(root, 'index.snapshot');
