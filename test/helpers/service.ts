@@ -4,6 +4,8 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { sampleRequest } from '../../src/simulator/fixtures.ts';
+import type { KentikRequest } from '../../src/simulator/validate.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const SERVER = path.join(ROOT, 'src/server.ts');
@@ -203,32 +205,9 @@ export async function metric(url: string, name: string, labels: Record<string, s
   return total;
 }
 
-/** A minimal valid Kentik topXchart query; `n` makes it unique. */
+/** A valid Kentik topXchart query (the simulator's fixture); `n` makes it unique. */
 export function kentikQuery(n: number | string = 0, imageType = 'png'): Record<string, unknown> {
-  return {
-    version: 4,
-    imageType,
-    queries: [
-      {
-        bucket: 'Left +Y Axis',
-        isOverlay: false,
-        query: {
-          metric: ['bytes'],
-          dimension: ['AS_src'],
-          topx: 8,
-          depth: 75,
-          fastData: 'Auto',
-          outsort: 'avg_bits_per_sec',
-          lookback_seconds: 3600,
-          viz_type: 'stackedArea',
-          all_devices: true,
-          query_title: `test query ${n}`,
-          aggregateTypes: ['avg_bits_per_sec'],
-          aggregates: [{ value: 'avg_bits_per_sec', column: 'f_sum_both_bytes', fn: 'average', label: 'Bits/s Sampled at Ingress + Egress Average', unit: 'bytes', raw: true }],
-        },
-      },
-    ],
-  };
+  return { ...sampleRequest({ query_title: `test query ${n}` }, { imageType: imageType as KentikRequest['imageType'] }) };
 }
 
 export const TEST_TOKEN = 'test-token-DO-NOT-LEAK';
