@@ -80,7 +80,11 @@ async function main(): Promise<number> {
   const warmupMs = Math.min(150_000, durationMs / 3);
   const windowMs = Math.min(60_000, durationMs / 6);
 
-  const sim = await startSimulator({ email: 'test@example.com', token: TEST_TOKEN, faults: { latencyMs: latency, jitterMs: 250 } });
+  const sim = await startSimulator({
+    email: 'test@example.com',
+    token: TEST_TOKEN,
+    faults: { latencyMs: latency, jitterMs: 250 },
+  });
   const svc = await startService(
     {
       KENTIK_API_URL: sim.url,
@@ -93,7 +97,9 @@ async function main(): Promise<number> {
     { entry: await buildService() },
   );
   const dispatcher = new Agent({ connections: 64, keepAliveTimeout: 10_000 });
-  const queries = Array.from({ length: poolSize }, (_, i) => kentikQuery(`soak-${i}`, ['png', 'png', 'svg', 'jpeg'][i % 4]));
+  const queries = Array.from({ length: poolSize }, (_, i) =>
+    kentikQuery(`soak-${i}`, ['png', 'png', 'svg', 'jpeg'][i % 4]),
+  );
   const ttls = [5, 10, 20, 30, 60, 120];
   /** Ids handed out, by id; long-expired ones are dropped so GETs stay mostly on live ids. */
   const issued = new Map<string, { id: string; hash: string; expiresAt: number }>();
@@ -109,7 +115,11 @@ async function main(): Promise<number> {
     count(errors, kind);
   };
 
-  async function call(method: 'GET' | 'POST', path: string, body?: string): Promise<{ status: number; bytes: Buffer; headers: Record<string, unknown> }> {
+  async function call(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: string,
+  ): Promise<{ status: number; bytes: Buffer; headers: Record<string, unknown> }> {
     const t0 = performance.now();
     const res = await request(`${svc.url}${path}`, {
       method,
@@ -149,11 +159,16 @@ async function main(): Promise<number> {
       return;
     }
     if (r.status === 404 && it.expiresAt <= Date.now()) return; // expired: expected
-    error(`GET ${r.status}${r.status === 404 ? ' before expiry' : ''}`, `${it.id}: ${r.bytes.toString().slice(0, 200)}`);
+    error(
+      `GET ${r.status}${r.status === 404 ? ' before expiry' : ''}`,
+      `${it.id}: ${r.bytes.toString().slice(0, 200)}`,
+    );
   }
 
   async function ops(): Promise<void> {
-    const path = ['/info?limit=10', '/metrics', '/readyz', '/healthz'][Math.floor(Math.random() * 4)]!;
+    const path = ['/info?limit=10', '/metrics', '/readyz', '/healthz'][
+      Math.floor(Math.random() * 4)
+    ]!;
     const r = await call('GET', path);
     count(outcomes, `${path.split('?')[0]} ${r.status}`);
     if (r.status !== 200) error(`${path} ${r.status}`, r.bytes.toString().slice(0, 200));
@@ -164,13 +179,21 @@ async function main(): Promise<number> {
     const text = await res.body.text();
     const value = (name: string): number => {
       let total = 0;
-      for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) total += Number(m[1]);
+      for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm')))
+        total += Number(m[1]);
       return total;
     };
-    samples.push({ t: Date.now(), rss: value('kic_process_process_resident_memory_bytes'), heap: value('kic_process_nodejs_heap_size_used_bytes'), entries: value('kic_cache_entries') });
+    samples.push({
+      t: Date.now(),
+      rss: value('kic_process_process_resident_memory_bytes'),
+      heap: value('kic_process_nodejs_heap_size_used_bytes'),
+      entries: value('kic_cache_entries'),
+    });
   }
 
-  console.log(`soak: ${minutes} min at ${rate} req/s (${poolSize} queries, ttls ${ttls.join('/')} s, maintenance every 5 s) against ${svc.url}`);
+  console.log(
+    `soak: ${minutes} min at ${rate} req/s (${poolSize} queries, ttls ${ttls.join('/')} s, maintenance every 5 s) against ${svc.url}`,
+  );
   const started = Date.now();
   const inFlight = new Set<Promise<void>>();
   let sent = 0;
@@ -192,7 +215,9 @@ async function main(): Promise<number> {
     if (Date.now() >= nextProgress) {
       nextProgress += 30_000;
       const last = samples.at(-1);
-      console.log(`  ${Math.round((Date.now() - started) / 1000)} s: ${sent} requests, ${[...errors.values()].reduce((x, y) => x + y, 0)} errors, RSS ${last ? mb(last.rss) : '?'}, ${last?.entries ?? '?'} live entries`);
+      console.log(
+        `  ${Math.round((Date.now() - started) / 1000)} s: ${sent} requests, ${[...errors.values()].reduce((x, y) => x + y, 0)} errors, RSS ${last ? mb(last.rss) : '?'}, ${last?.entries ?? '?'} live entries`,
+      );
     }
     if (inFlight.size >= 1000) {
       skipped++; // the service stopped keeping up; counted as an error below
@@ -210,7 +235,11 @@ async function main(): Promise<number> {
   await sample();
   const elapsed = Date.now() - started;
 
-  const expiredTotal = Number(/^kic_cache_expired_total (\S+)$/m.exec(await (await request(`${svc.url}/metrics`, { dispatcher })).body.text())?.[1] ?? NaN);
+  const expiredTotal = Number(
+    /^kic_cache_expired_total (\S+)$/m.exec(
+      await (await request(`${svc.url}/metrics`, { dispatcher })).body.text(),
+    )?.[1] ?? NaN,
+  );
   await dispatcher.close();
   const exit = await svc.stop();
   await sim.close();
@@ -223,7 +252,9 @@ async function main(): Promise<number> {
   if (unhandled > 0) errors.set('unhandled error logged', unhandled);
   if (exit !== 0) errors.set(`exit code ${exit} on SIGTERM`, 1);
 
-  const first = samples.filter((s) => s.t >= started + warmupMs && s.t < started + warmupMs + windowMs);
+  const first = samples.filter(
+    (s) => s.t >= started + warmupMs && s.t < started + warmupMs + windowMs,
+  );
   const last = samples.filter((s) => s.t >= started + elapsed - windowMs);
   const rssBase = median(first.map((s) => s.rss));
   const rssEnd = median(last.map((s) => s.rss));
@@ -251,8 +282,16 @@ async function main(): Promise<number> {
   console.log(`
 soak report
   duration        ${report.minutes.toFixed(1)} min, ${sent} requests (${report.achievedRate.toFixed(1)}/s, target ${rate}/s)
-  outcomes        ${Object.entries(report.outcomes).map(([k, v]) => `${k}: ${v}`).join(', ')}
-  errors          ${errorCount}${errorCount ? ` (${Object.entries(report.errors).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}   target 0
+  outcomes        ${Object.entries(report.outcomes)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ')}
+  errors          ${errorCount}${
+    errorCount
+      ? ` (${Object.entries(report.errors)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join(', ')})`
+      : ''
+  }   target 0
   ids             ${issuedTotal} issued, ${expiredTotal} expired and removed by maintenance, ${report.upstreamCalls} upstream calls
   latency         p50 ${report.latencyMs.p50.toFixed(1)} ms, p99 ${report.latencyMs.p99.toFixed(1)} ms, max ${report.latencyMs.max.toFixed(0)} ms (GETs of pending ids wait for Kentik)
   RSS             ${mb(rssBase)} after ${warmupMs / 1000} s of warm-up (median of ${first.length} samples), ${mb(rssEnd)} at the end (median of ${last.length}), max ${mb(report.rss.max)}${warmupMs < 150_000 ? '\n                  (run shorter than 7.5 min: the live set is still growing during the first window)' : ''}

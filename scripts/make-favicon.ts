@@ -44,5 +44,8 @@ images.forEach(({ size, data }, i) => {
   header.writeUInt32LE(offset, o + 12);
   offset += data.length;
 });
-writeFileSync(new URL('../assets/favicon.ico', import.meta.url), Buffer.concat([header, ...images.map((i) => i.data)]));
+writeFileSync(
+  new URL('../assets/favicon.ico', import.meta.url),
+  Buffer.concat([header, ...images.map((i) => i.data)]),
+);
 console.log('wrote assets/favicon.ico');

@@ -1,7 +1,12 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+} from 'fastify';
 import { ImageCache } from './cache/image-cache.ts';
 import { createMaintenance, type Maintenance } from './cache/maintenance.ts';
 import type { Config } from './config.ts';
@@ -41,9 +46,16 @@ export interface App {
  * Builds the whole service: store, Kentik client, cache, maintenance and routes. Loads the cache
  * index before returning, so the app can listen and be ready at once.
  */
-export async function buildApp({ config, logger, store: givenStore, client: givenClient }: AppDeps): Promise<App> {
+export async function buildApp({
+  config,
+  logger,
+  store: givenStore,
+  client: givenClient,
+}: AppDeps): Promise<App> {
   const app = Fastify({
-    ...(typeof logger === 'object' && 'info' in logger ? { loggerInstance: logger as FastifyBaseLogger } : { logger }),
+    ...(typeof logger === 'object' && 'info' in logger
+      ? { loggerInstance: logger as FastifyBaseLogger }
+      : { logger }),
     bodyLimit: BODY_LIMIT,
     // We log one line per request ourselves (onResponse), not Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
@@ -54,16 +66,35 @@ export async function buildApp({ config, logger, store: givenStore, client: give
     return503OnClosing: true,
     ajv: {
       // api_query is forwarded unchanged and ttl must really be an integer: no coercion, no stripping.
-      customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
+      customOptions: {
+        coerceTypes: false,
+        removeAdditional: false,
+        useDefaults: false,
+        allErrors: false,
+      },
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const metrics = createMetrics();
   const store = givenStore ?? new FsStore(config.cachePath);
   await store.open();
-  const client = givenClient ?? createKentikClient({ config, log: app.log.child({ component: 'kentik' }), metrics });
-  const cache = new ImageCache({ config, store, client, log: app.log.child({ component: 'cache' }), metrics });
-  const maintenance = createMaintenance({ config, cache, store, log: app.log.child({ component: 'maintenance' }), metrics });
+  const client =
+    givenClient ??
+    createKentikClient({ config, log: app.log.child({ component: 'kentik' }), metrics });
+  const cache = new ImageCache({
+    config,
+    store,
+    client,
+    log: app.log.child({ component: 'cache' }),
+    metrics,
+  });
+  const maintenance = createMaintenance({
+    config,
+    cache,
+    store,
+    log: app.log.child({ component: 'maintenance' }),
+    metrics,
+  });
 
   // Only JSON is accepted: anything else is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
@@ -91,7 +122,8 @@ export async function buildApp({ config, logger, store: givenStore, client: give
 
   app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
     const { status, body, headers } = toErrorResponse(error, config);
-    if (status >= 500 && !(error instanceof AppError)) request.log.error({ err: error }, 'unhandled error');
+    if (status >= 500 && !(error instanceof AppError))
+      request.log.error({ err: error }, 'unhandled error');
     if (headers) reply.headers(headers);
     return reply.code(status).send(body);
   });
@@ -112,7 +144,12 @@ export async function buildApp({ config, logger, store: givenStore, client: give
     // Only built when it is written: at LOG_LEVEL=warn a hot image would build it thousands of times a second for nothing.
     if (LOGS_INFO.has(request.log.level)) {
       request.log.info(
-        { method: request.method, url: request.url.slice(0, 200), statusCode: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 10) / 10 },
+        {
+          method: request.method,
+          url: request.url.slice(0, 200),
+          statusCode: reply.statusCode,
+          durationMs: Math.round(reply.elapsedTime * 10) / 10,
+        },
         'request',
       );
     }
@@ -141,9 +178,17 @@ export async function buildApp({ config, logger, store: givenStore, client: give
 export function toErrorResponse(
   error: FastifyError | AppError,
   config: Pick<Config, 'maxTtl'>,
-): { status: number; body: { type: string; loc: (string | number)[]; msg: string }; headers?: Record<string, string> } {
+): {
+  status: number;
+  body: { type: string; loc: (string | number)[]; msg: string };
+  headers?: Record<string, string>;
+} {
   if (error instanceof AppError) {
-    return { status: error.statusCode, body: { type: error.type, loc: error.loc, msg: error.message }, headers: error.headers };
+    return {
+      status: error.statusCode,
+      body: { type: error.type, loc: error.loc, msg: error.message },
+      headers: error.headers,
+    };
   }
   const e = error as FastifyError;
   if (e.validation) {
@@ -169,20 +214,65 @@ export function toErrorResponse(
   }
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { status: 413, body: { type: 'Payload too large', loc: ['body'], msg: `The body is larger than ${BODY_LIMIT} bytes (1 MiB). A Kentik query is a few KB; send only the query.` } };
+      return {
+        status: 413,
+        body: {
+          type: 'Payload too large',
+          loc: ['body'],
+          msg: `The body is larger than ${BODY_LIMIT} bytes (1 MiB). A Kentik query is a few KB; send only the query.`,
+        },
+      };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { status: 415, body: { type: 'Unsupported media type', loc: ['header', 'content-type'], msg: 'The body must be JSON: send it with Content-Type: application/json.' } };
+      return {
+        status: 415,
+        body: {
+          type: 'Unsupported media type',
+          loc: ['header', 'content-type'],
+          msg: 'The body must be JSON: send it with Content-Type: application/json.',
+        },
+      };
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return { status: 400, body: { type: 'Validation error', loc: ['body'], msg: 'The body is empty: send {"api_query": {…}, "ttl": seconds} as JSON.' } };
+      return {
+        status: 400,
+        body: {
+          type: 'Validation error',
+          loc: ['body'],
+          msg: 'The body is empty: send {"api_query": {…}, "ttl": seconds} as JSON.',
+        },
+      };
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return { status: 400, body: { type: 'Bad request', loc: ['header', 'content-length'], msg: 'Content-Length does not match the body sent.' } };
+      return {
+        status: 400,
+        body: {
+          type: 'Bad request',
+          loc: ['header', 'content-length'],
+          msg: 'Content-Length does not match the body sent.',
+        },
+      };
   }
   if (e instanceof SyntaxError || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
-    return { status: 400, body: { type: 'Invalid JSON', loc: ['body'], msg: `The body is not valid JSON (${e.message.slice(0, 200)}). Send {"api_query": {…}, "ttl": seconds}.` } };
+    return {
+      status: 400,
+      body: {
+        type: 'Invalid JSON',
+        loc: ['body'],
+        msg: `The body is not valid JSON (${e.message.slice(0, 200)}). Send {"api_query": {…}, "ttl": seconds}.`,
+      },
+    };
   }
   const status = e.statusCode ?? 500;
   if (status >= 400 && status < 500) {
-    return { status, body: { type: 'Bad request', loc: ['request'], msg: `${e.message.slice(0, 300)}.` } };
+    return {
+      status,
+      body: { type: 'Bad request', loc: ['request'], msg: `${e.message.slice(0, 300)}.` },
+    };
   }
-  return { status: 500, body: { type: 'Internal error', loc: [], msg: 'Something went wrong inside the cache; it was logged. Retry, and report it if it persists.' } };
+  return {
+    status: 500,
+    body: {
+      type: 'Internal error',
+      loc: [],
+      msg: 'Something went wrong inside the cache; it was logged. Retry, and report it if it persists.',
+    },
+  };
 }

@@ -30,13 +30,28 @@ describe('loadConfig', () => {
   it('lists every problem at once', () => {
     let err: unknown;
     try {
-      loadConfig({ KENTIK_API_RETRIES: 'three', PORT: '70000', DEFAULT_TTL: '0', KENTIK_API_URL: 'ftp://x', DEBUG: 'maybe' });
+      loadConfig({
+        KENTIK_API_RETRIES: 'three',
+        PORT: '70000',
+        DEFAULT_TTL: '0',
+        KENTIK_API_URL: 'ftp://x',
+        DEBUG: 'maybe',
+      });
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(ConfigError);
     const problems = (err as ConfigError).problems.join('\n');
-    for (const name of ['KT_AUTH_EMAIL', 'KT_AUTH_TOKEN', 'CACHE_PATH', 'KENTIK_API_RETRIES', 'PORT', 'DEFAULT_TTL', 'KENTIK_API_URL', 'DEBUG']) {
+    for (const name of [
+      'KT_AUTH_EMAIL',
+      'KT_AUTH_TOKEN',
+      'CACHE_PATH',
+      'KENTIK_API_RETRIES',
+      'PORT',
+      'DEFAULT_TTL',
+      'KENTIK_API_URL',
+      'DEBUG',
+    ]) {
       expect(problems).toContain(name);
     }
   });

@@ -90,49 +90,86 @@ export function loadConfig(env: Env): Config {
       (opts.min !== undefined && n < opts.min) ||
       (opts.max !== undefined && n > opts.max)
     ) {
-      problems.push(`${name}=${JSON.stringify(v)} must be ${kind}${range}${opts.unit ? ` (${opts.unit})` : ''}`);
+      problems.push(
+        `${name}=${JSON.stringify(v)} must be ${kind}${range}${opts.unit ? ` (${opts.unit})` : ''}`,
+      );
       return fallback;
     }
     return n;
   };
 
-  const ktAuthEmail = required('KT_AUTH_EMAIL', 'the e-mail of the Kentik user whose API token is used');
-  const token = required('KT_AUTH_TOKEN', "that user's Kentik API token (Settings → Profile → API token)");
+  const ktAuthEmail = required(
+    'KT_AUTH_EMAIL',
+    'the e-mail of the Kentik user whose API token is used',
+  );
+  const token = required(
+    'KT_AUTH_TOKEN',
+    "that user's Kentik API token (Settings → Profile → API token)",
+  );
 
-  const kentikApiUrl = (raw('KENTIK_API_URL') ?? 'https://api.kentik.com/api/v5').replace(/\/+$/, '');
+  const kentikApiUrl = (raw('KENTIK_API_URL') ?? 'https://api.kentik.com/api/v5').replace(
+    /\/+$/,
+    '',
+  );
   try {
     const u = new URL(kentikApiUrl);
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
   } catch {
-    problems.push(`KENTIK_API_URL=${JSON.stringify(kentikApiUrl)} must be an http(s) URL such as https://api.kentik.com/api/v5`);
+    problems.push(
+      `KENTIK_API_URL=${JSON.stringify(kentikApiUrl)} must be an http(s) URL such as https://api.kentik.com/api/v5`,
+    );
   }
 
   const kentikApiRetries = number('KENTIK_API_RETRIES', 3, { min: 0, max: 20, integer: true });
-  const kentikApiTimeout = number('KENTIK_API_TIMEOUT', 60, { min: 0.01, max: 3600, unit: 'seconds' });
+  const kentikApiTimeout = number('KENTIK_API_TIMEOUT', 60, {
+    min: 0.01,
+    max: 3600,
+    unit: 'seconds',
+  });
   const kentikApiBackoff = number('KENTIK_API_BACKOFF', 1, { min: 0, max: 600, unit: 'seconds' });
-  const kentikApiConcurrency = number('KENTIK_API_CONCURRENCY', 4, { min: 1, max: 1000, integer: true });
+  const kentikApiConcurrency = number('KENTIK_API_CONCURRENCY', 4, {
+    min: 1,
+    max: 1000,
+    integer: true,
+  });
   const maxTtl = number('MAX_TTL', 7 * 24 * 3600, { min: 1, integer: true, unit: 'seconds' });
   const defaultTtl = number('DEFAULT_TTL', 300, { min: 1, integer: true, unit: 'seconds' });
-  if (defaultTtl > maxTtl) problems.push(`DEFAULT_TTL=${defaultTtl} must not exceed MAX_TTL=${maxTtl}`);
+  if (defaultTtl > maxTtl)
+    problems.push(`DEFAULT_TTL=${defaultTtl} must not exceed MAX_TTL=${maxTtl}`);
   const entryWaitTimeout = number('ENTRY_WAIT_TIMEOUT', kentikApiRetries * kentikApiTimeout + 5, {
     min: 0,
     max: 86_400,
     unit: 'seconds',
   });
   const reuseWindow = number('REUSE_WINDOW', 60, { min: 0, unit: 'seconds' });
-  const maintenancePeriod = number('CACHE_MAINTENANCE_PERIOD', 60, { min: 0.05, max: 86_400, unit: 'seconds' });
+  const maintenancePeriod = number('CACHE_MAINTENANCE_PERIOD', 60, {
+    min: 0.05,
+    max: 86_400,
+    unit: 'seconds',
+  });
   const cacheMaxBytesRaw = raw('CACHE_MAX_BYTES');
   const cacheMaxBytes =
-    cacheMaxBytesRaw === undefined ? undefined : number('CACHE_MAX_BYTES', 0, { min: 1, integer: true, unit: 'bytes' });
-  const memoryCacheBytes = number('MEMORY_CACHE_BYTES', 64 * 1024 * 1024, { min: 0, integer: true, unit: 'bytes' });
+    cacheMaxBytesRaw === undefined
+      ? undefined
+      : number('CACHE_MAX_BYTES', 0, { min: 1, integer: true, unit: 'bytes' });
+  const memoryCacheBytes = number('MEMORY_CACHE_BYTES', 64 * 1024 * 1024, {
+    min: 0,
+    integer: true,
+    unit: 'bytes',
+  });
   const port = number('PORT', 8000, { min: 0, max: 65535, integer: true });
   const host = raw('HOST') ?? '127.0.0.1';
 
-  const cachePathRaw = required('CACHE_PATH', 'a directory for cached images and entries (created if missing)');
+  const cachePathRaw = required(
+    'CACHE_PATH',
+    'a directory for cached images and entries (created if missing)',
+  );
 
   const debugRaw = (raw('DEBUG') ?? '').toLowerCase();
   if (!['', '0', '1', 'true', 'false', 'yes', 'no', 'on', 'off'].includes(debugRaw)) {
-    problems.push(`DEBUG=${JSON.stringify(raw('DEBUG'))} must be 1/0, true/false, yes/no or on/off`);
+    problems.push(
+      `DEBUG=${JSON.stringify(raw('DEBUG'))} must be 1/0, true/false, yes/no or on/off`,
+    );
   }
 
   if (problems.length > 0) throw new ConfigError(problems);

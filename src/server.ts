@@ -18,7 +18,10 @@ try {
 }
 
 const pretty = process.stdout.isTTY && env.NODE_ENV !== 'production' && canResolve('pino-pretty');
-const { app } = await buildApp({ config, logger: loggerOptions({ debug: config.debug, level: env.LOG_LEVEL, pretty }) });
+const { app } = await buildApp({
+  config,
+  logger: loggerOptions({ debug: config.debug, level: env.LOG_LEVEL, pretty }),
+});
 if (config.debug) app.log.debug({ settings: config }, 'effective settings');
 
 process.on('unhandledRejection', (reason) => app.log.error({ err: reason }, 'unhandled rejection'));
@@ -28,7 +31,10 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
     if (stopping) return;
     stopping = true;
-    app.log.info({ signal }, 'shutting down: finishing in-flight requests, pending fetches resume at next start');
+    app.log.info(
+      { signal },
+      'shutting down: finishing in-flight requests, pending fetches resume at next start',
+    );
     setTimeout(() => {
       app.log.warn('shutdown grace period over; exiting');
       process.exit(0);

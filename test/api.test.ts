@@ -2,7 +2,17 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryHash } from '../src/cache/hash.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { expectNoSecret, getImage, getJson, kentikQuery, metric, postJson, requestImage, startService, type Service } from './helpers/service.ts';
+import {
+  expectNoSecret,
+  getImage,
+  getJson,
+  kentikQuery,
+  metric,
+  postJson,
+  requestImage,
+  startService,
+  type Service,
+} from './helpers/service.ts';
 
 const ID = /^[0-9a-f]{64}_\d+(\.\d+)?$/;
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -54,17 +64,42 @@ describe('POST /requests', () => {
     ['body not an object', '[1,2]', {}, 400, 'must be a JSON object'],
     ['not JSON', '{"api_query": {', {}, 400, 'not valid JSON'],
     ['empty body', '', {}, 400, 'body is empty'],
-    ['text/plain', '{"api_query": {}}', { 'content-type': 'text/plain' }, 415, 'Content-Type: application/json'],
-    ['form', 'a=1', { 'content-type': 'application/x-www-form-urlencoded' }, 415, 'Content-Type: application/json'],
+    [
+      'text/plain',
+      '{"api_query": {}}',
+      { 'content-type': 'text/plain' },
+      415,
+      'Content-Type: application/json',
+    ],
+    [
+      'form',
+      'a=1',
+      { 'content-type': 'application/x-www-form-urlencoded' },
+      415,
+      'Content-Type: application/json',
+    ],
     ['over 1 MiB', { api_query: { pad: 'x'.repeat(1024 * 1024) } }, {}, 413, '1 MiB'],
-    ['too deep', { api_query: JSON.parse('{"a":'.repeat(100) + '1' + '}'.repeat(100)) }, {}, 400, 'nested deeper'],
+    [
+      'too deep',
+      { api_query: JSON.parse('{"a":'.repeat(100) + '1' + '}'.repeat(100)) },
+      {},
+      400,
+      'nested deeper',
+    ],
     ['__proto__ key', '{"api_query": {"__proto__": {"x": 1}}}', {}, 400, ''],
   ];
-  it.each(bad)('rejects %s with a clear 4xx JSON error', async (_name, body, headers, status, msg) => {
-    const r = await postJson(`${svc.url}/requests`, body, headers);
-    expect(r.status).toBe(status);
-    expect(r.json).toEqual({ type: expect.any(String), loc: expect.any(Array), msg: expect.stringContaining(msg) });
-  });
+  it.each(bad)(
+    'rejects %s with a clear 4xx JSON error',
+    async (_name, body, headers, status, msg) => {
+      const r = await postJson(`${svc.url}/requests`, body, headers);
+      expect(r.status).toBe(status);
+      expect(r.json).toEqual({
+        type: expect.any(String),
+        loc: expect.any(Array),
+        msg: expect.stringContaining(msg),
+      });
+    },
+  );
 
   it('loses nothing after bad input: the service still works', async () => {
     const id = await requestImage(svc.url, kentikQuery('after-bad'));
@@ -79,29 +114,37 @@ describe('GET /image/{id}', () => {
     ['svg', 'image/svg+xml', (b) => b.toString('utf8').includes('<svg')],
     ['pdf', 'application/pdf', (b) => b.subarray(0, 5).toString('latin1') === '%PDF-'],
   ];
-  it.each(types)('serves %s with its content type, length and caching headers', async (imageType, mime, looksRight) => {
-    const q = kentikQuery(`type-${imageType}`, imageType);
-    const id = await requestImage(svc.url, q, 600);
-    const r = await getImage(svc.url, id);
-    expect(r.status).toBe(200);
-    expect(r.headers.get('content-type')).toBe(mime);
-    expect(Number(r.headers.get('content-length'))).toBe(r.bytes.length);
-    expect(looksRight(r.bytes)).toBe(true);
-    // The bytes are exactly what the upstream produced for this query.
-    expect(sim.stats().byHash[queryHash(q)]?.digests).toEqual([sha(r.bytes)]);
-    expect(r.headers.get('etag')).toBe(`"${sha(r.bytes)}"`);
-    const maxAge = Number(/max-age=(\d+)/.exec(r.headers.get('cache-control') ?? '')?.[1]);
-    expect(r.headers.get('cache-control')).toMatch(/^public, max-age=\d+$/);
-    expect(maxAge).toBeGreaterThan(590);
-    expect(maxAge).toBeLessThanOrEqual(600);
-    expect(Date.parse(r.headers.get('expires') ?? '')).toBeCloseTo(Number(id.split('_')[1]) * 1000, -4);
-    expect(r.headers.get('x-content-type-options')).toBe('nosniff');
-    if (mime === 'image/svg+xml') {
-      expect(r.headers.get('content-security-policy')).toBe("default-src 'none'; style-src 'unsafe-inline'; sandbox");
-    } else {
-      expect(r.headers.get('content-security-policy')).toBeNull();
-    }
-  });
+  it.each(types)(
+    'serves %s with its content type, length and caching headers',
+    async (imageType, mime, looksRight) => {
+      const q = kentikQuery(`type-${imageType}`, imageType);
+      const id = await requestImage(svc.url, q, 600);
+      const r = await getImage(svc.url, id);
+      expect(r.status).toBe(200);
+      expect(r.headers.get('content-type')).toBe(mime);
+      expect(Number(r.headers.get('content-length'))).toBe(r.bytes.length);
+      expect(looksRight(r.bytes)).toBe(true);
+      // The bytes are exactly what the upstream produced for this query.
+      expect(sim.stats().byHash[queryHash(q)]?.digests).toEqual([sha(r.bytes)]);
+      expect(r.headers.get('etag')).toBe(`"${sha(r.bytes)}"`);
+      const maxAge = Number(/max-age=(\d+)/.exec(r.headers.get('cache-control') ?? '')?.[1]);
+      expect(r.headers.get('cache-control')).toMatch(/^public, max-age=\d+$/);
+      expect(maxAge).toBeGreaterThan(590);
+      expect(maxAge).toBeLessThanOrEqual(600);
+      expect(Date.parse(r.headers.get('expires') ?? '')).toBeCloseTo(
+        Number(id.split('_')[1]) * 1000,
+        -4,
+      );
+      expect(r.headers.get('x-content-type-options')).toBe('nosniff');
+      if (mime === 'image/svg+xml') {
+        expect(r.headers.get('content-security-policy')).toBe(
+          "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+        );
+      } else {
+        expect(r.headers.get('content-security-policy')).toBeNull();
+      }
+    },
+  );
 
   it('answers If-None-Match with 304 and HEAD without a body', async () => {
     const id = await requestImage(svc.url, kentikQuery('etag'));
@@ -160,10 +203,20 @@ describe('operations endpoints', () => {
     await getImage(svc.url, await requestImage(svc.url, kentikQuery('info-1')));
     await getImage(svc.url, await requestImage(svc.url, kentikQuery('info-2')));
     const info = await getJson(`${svc.url}/info`);
-    expect(info).toMatchObject({ active_count: expect.any(Number), pending_count: expect.any(Number), active_entries: expect.any(Array), pending_entries: expect.any(Array) });
+    expect(info).toMatchObject({
+      active_count: expect.any(Number),
+      pending_count: expect.any(Number),
+      active_entries: expect.any(Array),
+      pending_entries: expect.any(Array),
+    });
     expect(info.active_count).toBeGreaterThanOrEqual(2);
     for (const e of info.active_entries) {
-      expect(e).toMatchObject({ id: expect.stringMatching(ID), type: expect.stringMatching(/^(image|api_error)$/), size: expect.any(Number), expiration: expect.any(Number) });
+      expect(e).toMatchObject({
+        id: expect.stringMatching(ID),
+        type: expect.stringMatching(/^(image|api_error)$/),
+        size: expect.any(Number),
+        expiration: expect.any(Number),
+      });
     }
     const limited = await getJson(`${svc.url}/info?limit=1`);
     expect(limited.active_entries).toHaveLength(1);
@@ -188,11 +241,18 @@ describe('operations endpoints', () => {
     expect(await docs.text()).toContain('swagger');
     const spec = await getJson(`${svc.url}/openapi.json`);
     expect(spec.openapi).toMatch(/^3\./);
-    for (const p of ['/requests', '/image/{id}', '/info', '/healthz', '/readyz', '/metrics']) expect(spec.paths).toHaveProperty([p]);
+    for (const p of ['/requests', '/image/{id}', '/info', '/healthz', '/readyz', '/metrics'])
+      expect(spec.paths).toHaveProperty([p]);
     const post = spec.paths['/requests'].post;
-    expect(Object.keys(post.responses)).toEqual(expect.arrayContaining(['200', '400', '413', '415']));
-    expect(post.requestBody.content['application/json'].schema.properties).toHaveProperty('api_query');
-    expect(Object.keys(spec.paths['/image/{id}'].get.responses)).toEqual(expect.arrayContaining(['200', '304', '4XX', '502', '504', '507']));
+    expect(Object.keys(post.responses)).toEqual(
+      expect.arrayContaining(['200', '400', '413', '415']),
+    );
+    expect(post.requestBody.content['application/json'].schema.properties).toHaveProperty(
+      'api_query',
+    );
+    expect(Object.keys(spec.paths['/image/{id}'].get.responses)).toEqual(
+      expect.arrayContaining(['200', '304', '4XX', '502', '504', '507']),
+    );
     expect(JSON.stringify(spec)).not.toContain('DO-NOT-LEAK');
   });
 
@@ -218,14 +278,21 @@ describe('operations endpoints', () => {
     ]) {
       expect(text).toContain(name);
     }
-    expect(await metric(svc.url, 'kic_upstream_attempts_total', { outcome: 'ok' })).toBeGreaterThan(0);
-    expect(await metric(svc.url, 'kic_cache_requests_total', { result: 'miss' })).toBeGreaterThan(0);
+    expect(await metric(svc.url, 'kic_upstream_attempts_total', { outcome: 'ok' })).toBeGreaterThan(
+      0,
+    );
+    expect(await metric(svc.url, 'kic_cache_requests_total', { result: 'miss' })).toBeGreaterThan(
+      0,
+    );
     expect(text).not.toContain('DO-NOT-LEAK');
   });
 
   it('answers unknown routes with a JSON 404', async () => {
     const r = await fetch(`${svc.url}/nope`);
     expect(r.status).toBe(404);
-    expect(await r.json()).toMatchObject({ type: 'Not found', msg: expect.stringContaining('/docs') });
+    expect(await r.json()).toMatchObject({
+      type: 'Not found',
+      msg: expect.stringContaining('/docs'),
+    });
   });
 });

@@ -3,7 +3,16 @@ import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { getImage, getJson, kentikQuery, metric, requestImage, startService, tempDir, type Service } from './helpers/service.ts';
+import {
+  getImage,
+  getJson,
+  kentikQuery,
+  metric,
+  requestImage,
+  startService,
+  tempDir,
+  type Service,
+} from './helpers/service.ts';
 
 /**
  * A real full disk: a 4 MiB tmpfs mounted for the test (needs root; CI runs as root). Where
@@ -25,7 +34,10 @@ describe.skipIf(mountError !== undefined)('full disk (ENOSPC)', () => {
 
   beforeAll(async () => {
     sim = await startSimulator({ email: 'test@example.com', token: 'test-token-DO-NOT-LEAK' });
-    svc = await startService({ KENTIK_API_URL: sim.url, KENTIK_API_RETRIES: '0', REUSE_WINDOW: '0' }, { cachePath: path.join(mountPoint, 'cache') });
+    svc = await startService(
+      { KENTIK_API_URL: sim.url, KENTIK_API_RETRIES: '0', REUSE_WINDOW: '0' },
+      { cachePath: path.join(mountPoint, 'cache') },
+    );
   });
   afterAll(async () => {
     await svc?.stop();
@@ -49,8 +61,13 @@ describe.skipIf(mountError !== undefined)('full disk (ENOSPC)', () => {
     const failed = await requestImage(svc.url, kentikQuery('disk-full'), 600);
     const r = await getImage(svc.url, failed);
     expect(r.status).toBe(507);
-    expect(r.json).toMatchObject({ type: 'Insufficient storage', msg: expect.stringContaining('ENOSPC') });
-    expect(await metric(svc.url, 'kic_store_write_errors_total', { code: 'ENOSPC' })).toBeGreaterThan(0);
+    expect(r.json).toMatchObject({
+      type: 'Insufficient storage',
+      msg: expect.stringContaining('ENOSPC'),
+    });
+    expect(
+      await metric(svc.url, 'kic_store_write_errors_total', { code: 'ENOSPC' }),
+    ).toBeGreaterThan(0);
 
     const again = await getImage(svc.url, stored);
     expect(again.status).toBe(200);

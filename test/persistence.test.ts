@@ -3,7 +3,17 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { queryHash } from '../src/cache/hash.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { expectNoSecret, getImage, getJson, kentikQuery, metric, removeDir, requestImage, startService, tempDir } from './helpers/service.ts';
+import {
+  expectNoSecret,
+  getImage,
+  getJson,
+  kentikQuery,
+  metric,
+  removeDir,
+  requestImage,
+  startService,
+  tempDir,
+} from './helpers/service.ts';
 
 let sim: Simulator;
 let n = 0;
@@ -69,7 +79,9 @@ describe('restarts', () => {
     const id = await requestImage(first.url, fresh(), 1);
     await getImage(first.url, id);
     await first.stop();
-    await new Promise((r) => setTimeout(r, Math.max(0, Number(id.split('_')[1]) * 1000 - Date.now() + 10)));
+    await new Promise((r) =>
+      setTimeout(r, Math.max(0, Number(id.split('_')[1]) * 1000 - Date.now() + 10)),
+    );
     const second = await startService({ KENTIK_API_URL: sim.url }, { cachePath });
     expect((await second.waitForLog((l) => l.msg === 'cache loaded')).expired).toBe(1);
     expect((await getImage(second.url, id)).status).toBe(404);
@@ -82,7 +94,9 @@ describe('restarts', () => {
     const first = await startService({ KENTIK_API_URL: sim.url }, { cachePath });
     const good = await requestImage(first.url, fresh(), 600);
     const goodBytes = (await getImage(first.url, good)).bytes;
-    const victims = await Promise.all([fresh(), fresh(), fresh(), fresh()].map((q) => requestImage(first.url, q, 600)));
+    const victims = await Promise.all(
+      [fresh(), fresh(), fresh(), fresh()].map((q) => requestImage(first.url, q, 600)),
+    );
     await Promise.all(victims.map((id) => getImage(first.url, id)));
     await first.stop();
 
@@ -97,7 +111,9 @@ describe('restarts', () => {
     // The index snapshot written at shutdown still holds the damaged entries' records, so
     // they keep being served; only the stray file (not in the snapshot) is read and moved aside.
     const withSnapshot = await startService({ KENTIK_API_URL: sim.url }, { cachePath });
-    expect(withSnapshot.logs().filter((l) => l.msg === 'unreadable cache file quarantined')).toHaveLength(1);
+    expect(
+      withSnapshot.logs().filter((l) => l.msg === 'unreadable cache file quarantined'),
+    ).toHaveLength(1);
     for (const id of victims) expect((await getImage(withSnapshot.url, id)).status).toBe(200);
     await withSnapshot.stop();
     writeFileSync(path.join(cachePath, 'entries', 'stray.json'), '{}');
@@ -141,15 +157,22 @@ describe('restarts', () => {
 describe('maintenance', () => {
   it('removes expired ids, unused image bytes and stale temp files', async () => {
     const cachePath = tempDir();
-    const svc = await startService({ KENTIK_API_URL: sim.url, CACHE_MAINTENANCE_PERIOD: '0.2', REUSE_WINDOW: '0' }, { cachePath });
+    const svc = await startService(
+      { KENTIK_API_URL: sim.url, CACHE_MAINTENANCE_PERIOD: '0.2', REUSE_WINDOW: '0' },
+      { cachePath },
+    );
     const keep = await requestImage(svc.url, fresh(), 600);
     const gone = await requestImage(svc.url, fresh(), 1);
     await Promise.all([getImage(svc.url, keep), getImage(svc.url, gone)]);
     writeFileSync(path.join(cachePath, 'blobs', '.tmp-leftover'), 'half a file');
-    expect(readdirSync(path.join(cachePath, 'blobs')).filter((f) => !f.startsWith('.'))).toHaveLength(2);
+    expect(
+      readdirSync(path.join(cachePath, 'blobs')).filter((f) => !f.startsWith('.')),
+    ).toHaveLength(2);
     await svc.waitForLog((l) => l.msg === 'maintenance pass' && (l.expired as number) >= 1, 10_000);
     expect(readdirSync(path.join(cachePath, 'entries'))).toEqual([`${keep}.json`]);
-    expect(readdirSync(path.join(cachePath, 'blobs'))).toEqual([(await getImage(svc.url, keep)).headers.get('etag')!.replaceAll('"', '')]);
+    expect(readdirSync(path.join(cachePath, 'blobs'))).toEqual([
+      (await getImage(svc.url, keep)).headers.get('etag')!.replaceAll('"', ''),
+    ]);
     expect(await metric(svc.url, 'kic_cache_expired_total')).toBe(1);
     await svc.stop();
     removeDir(cachePath);
@@ -158,12 +181,17 @@ describe('maintenance', () => {
   it('evicts least recently served images beyond CACHE_MAX_BYTES', async () => {
     const cachePath = tempDir();
     const probe = await startService({ KENTIK_API_URL: sim.url }, { cachePath });
-    const size = (await getImage(probe.url, await requestImage(probe.url, fresh(), 600))).bytes.length;
+    const size = (await getImage(probe.url, await requestImage(probe.url, fresh(), 600))).bytes
+      .length;
     await probe.stop();
     removeDir(cachePath);
 
     // Room for about two of these charts.
-    const svc = await startService({ KENTIK_API_URL: sim.url, CACHE_MAINTENANCE_PERIOD: '0.2', CACHE_MAX_BYTES: String(Math.round(size * 2.5)) });
+    const svc = await startService({
+      KENTIK_API_URL: sim.url,
+      CACHE_MAINTENANCE_PERIOD: '0.2',
+      CACHE_MAX_BYTES: String(Math.round(size * 2.5)),
+    });
     const a = await requestImage(svc.url, fresh(), 600);
     await getImage(svc.url, a);
     const b = await requestImage(svc.url, fresh(), 600);
@@ -183,10 +211,14 @@ describe('maintenance', () => {
 
 describe('configuration and lifecycle', () => {
   it('refuses to start with one message listing every problem', async () => {
-    const svc = await startService({ KT_AUTH_TOKEN: '', CACHE_PATH: '', KENTIK_API_RETRIES: 'x', PORT: 'http' }, { expectFail: true });
+    const svc = await startService(
+      { KT_AUTH_TOKEN: '', CACHE_PATH: '', KENTIK_API_RETRIES: 'x', PORT: 'http' },
+      { expectFail: true },
+    );
     expect(await svc.exited).toBe(2);
     const text = svc.output.join('\n');
-    for (const name of ['KT_AUTH_TOKEN', 'CACHE_PATH', 'KENTIK_API_RETRIES', 'PORT']) expect(text).toContain(name);
+    for (const name of ['KT_AUTH_TOKEN', 'CACHE_PATH', 'KENTIK_API_RETRIES', 'PORT'])
+      expect(text).toContain(name);
     expect(text).toContain('4 problems');
   });
 
@@ -194,7 +226,11 @@ describe('configuration and lifecycle', () => {
     const svc = await startService({ DEBUG: '1', LOG_LEVEL: 'info', KENTIK_API_URL: sim.url });
     const settings = await svc.waitForLog((l) => l.msg === 'effective settings');
     expect(settings.level).toBe(20);
-    expect(settings.settings).toMatchObject({ ktAuthToken: '[REDACTED]', ktAuthEmail: 'test@example.com', kentikApiUrl: sim.url });
+    expect(settings.settings).toMatchObject({
+      ktAuthToken: '[REDACTED]',
+      ktAuthEmail: 'test@example.com',
+      kentikApiUrl: sim.url,
+    });
     await getImage(svc.url, await requestImage(svc.url, fresh()));
     await svc.stop();
     expectNoSecret(svc.output);

@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { queryHash } from '../src/cache/hash.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { expectNoSecret, getImage, getJson, kentikQuery, postJson, requestImage, startService, type Service } from './helpers/service.ts';
+import {
+  expectNoSecret,
+  getImage,
+  getJson,
+  kentikQuery,
+  postJson,
+  requestImage,
+  startService,
+  type Service,
+} from './helpers/service.ts';
 
 let sim: Simulator;
 let svc: Service;
@@ -9,7 +18,11 @@ const calls = (q: unknown): number => sim.stats().byHash[queryHash(q)]?.calls ??
 
 beforeAll(async () => {
   sim = await startSimulator({ email: 'test@example.com', token: 'test-token-DO-NOT-LEAK' });
-  svc = await startService({ KENTIK_API_URL: sim.url, KENTIK_API_RETRIES: '0', REUSE_WINDOW: '60' });
+  svc = await startService({
+    KENTIK_API_URL: sim.url,
+    KENTIK_API_RETRIES: '0',
+    REUSE_WINDOW: '60',
+  });
 });
 afterAll(async () => {
   await svc.stop();
@@ -23,7 +36,9 @@ describe('request sharing', () => {
     sim.setFaults({ latencyMs: 300 });
     const q = kentikQuery('fan-in');
     const infoBefore = await getJson(`${svc.url}/info?limit=0`);
-    const ids = await Promise.all(Array.from({ length: 200 }, (_, i) => requestImage(svc.url, q, 300 + (i % 7))));
+    const ids = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => requestImage(svc.url, q, 300 + (i % 7))),
+    );
     const images = await Promise.all(ids.map((id) => getImage(svc.url, id)));
     expect(images.every((r) => r.status === 200)).toBe(true);
     expect(new Set(images.map((r) => r.headers.get('etag'))).size).toBe(1);
@@ -43,8 +58,24 @@ describe('request sharing', () => {
   });
 
   it('rule 1 ignores key order and number spelling', async () => {
-    const q = { imageType: 'png', queries: [{ bucket: 'Left +Y Axis', query: { topx: 8, metric: ['bytes'], dimension: ['Traffic'], lookback_seconds: 3600, viz_type: 'line' } }] };
-    const reordered = JSON.parse('{"queries":[{"query":{"viz_type":"line","lookback_seconds":3600.0,"dimension":["Traffic"],"metric":["bytes"],"topx":8.0},"bucket":"Left +Y Axis"}],"imageType":"png"}');
+    const q = {
+      imageType: 'png',
+      queries: [
+        {
+          bucket: 'Left +Y Axis',
+          query: {
+            topx: 8,
+            metric: ['bytes'],
+            dimension: ['Traffic'],
+            lookback_seconds: 3600,
+            viz_type: 'line',
+          },
+        },
+      ],
+    };
+    const reordered = JSON.parse(
+      '{"queries":[{"query":{"viz_type":"line","lookback_seconds":3600.0,"dimension":["Traffic"],"metric":["bytes"],"topx":8.0},"bucket":"Left +Y Axis"}],"imageType":"png"}',
+    );
     const a = await requestImage(svc.url, q, 600);
     const b = await requestImage(svc.url, reordered, 300);
     expect(b).toBe(a);
@@ -94,7 +125,11 @@ describe('request sharing', () => {
 describe('REUSE_WINDOW=0', () => {
   let svc0: Service;
   beforeAll(async () => {
-    svc0 = await startService({ KENTIK_API_URL: sim.url, KENTIK_API_RETRIES: '0', REUSE_WINDOW: '0' });
+    svc0 = await startService({
+      KENTIK_API_URL: sim.url,
+      KENTIK_API_RETRIES: '0',
+      REUSE_WINDOW: '0',
+    });
   });
   afterAll(async () => {
     await svc0.stop();

@@ -9,7 +9,10 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 
 function runSmoke(args: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/smoke.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/smoke.ts', ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
     proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -42,7 +45,16 @@ describe('npm run smoke', () => {
     const { code, out } = await runSmoke(['--url', svc.url, '--concurrent']);
     expect(out).toMatch(/^13 passed, 0 failed$/m);
     expect(code).toBe(0);
-    for (const step of ['posting', 'got id', 'requesting', 'got: 200, image/png', 'got: 200, image/jpeg', 'got: 200, image/svg+xml', 'got: 200, application/pdf', 'got: 400, application/json']) {
+    for (const step of [
+      'posting',
+      'got id',
+      'requesting',
+      'got: 200, image/png',
+      'got: 200, image/jpeg',
+      'got: 200, image/svg+xml',
+      'got: 200, application/pdf',
+      'got: 400, application/json',
+    ]) {
       expect(out).toContain(step);
     }
   });
@@ -54,7 +66,12 @@ describe('npm run smoke', () => {
   });
 
   it('fails (non-zero) when the cache is down', async () => {
-    const { code, out } = await runSmoke(['--url', `http://127.0.0.1:${await deadPort()}`, '--glob', '01-*.json']);
+    const { code, out } = await runSmoke([
+      '--url',
+      `http://127.0.0.1:${await deadPort()}`,
+      '--glob',
+      '01-*.json',
+    ]);
     expect(out).toContain('ECONNREFUSED');
     expect(out).toMatch(/^0 passed, 1 failed$/m);
     expect(code).toBe(1);

@@ -8,7 +8,14 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { queryHash } from '../src/cache/hash.ts';
 import type { FaultConfig } from '../src/simulator/index.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { kentikQuery, metric, removeDir, requestImage, startService, type Service } from './helpers/service.ts';
+import {
+  kentikQuery,
+  metric,
+  removeDir,
+  requestImage,
+  startService,
+  type Service,
+} from './helpers/service.ts';
 
 const RETRIES = 2;
 /** Long enough for the in-process simulator to render a chart on a busy machine. */
@@ -39,17 +46,30 @@ async function waiters(url: string, id: string, count: number): Promise<Answer[]
       const t0 = performance.now();
       const res = await fetch(`${url}/image/${id}`);
       const body = Buffer.from(await res.arrayBuffer());
-      const json = (res.headers.get('content-type') ?? '').includes('json') ? JSON.parse(body.toString('utf8')) : undefined;
-      return { status: res.status, ms: performance.now() - t0, json, retryAfter: res.headers.get('retry-after') };
+      const json = (res.headers.get('content-type') ?? '').includes('json')
+        ? JSON.parse(body.toString('utf8'))
+        : undefined;
+      return {
+        status: res.status,
+        ms: performance.now() - t0,
+        json,
+        retryAfter: res.headers.get('retry-after'),
+      };
     }),
   );
 }
 
 /** The service logged no unhandled rejection or error, and is still alive and answering. */
 async function expectHealthy(s: Service): Promise<void> {
-  const bad = s.logs().filter((l) => /unhandled|unexpected fetch failure/.test(l.msg) || l.level >= 60);
+  const bad = s
+    .logs()
+    .filter((l) => /unhandled|unexpected fetch failure/.test(l.msg) || l.level >= 60);
   expect(bad.map((l) => `${l.msg}: ${JSON.stringify(l.err ?? '')}`)).toEqual([]);
-  expect(s.output.filter((l) => /Warning|UnhandledPromiseRejection|Error: /.test(l) && !l.startsWith('{'))).toEqual([]);
+  expect(
+    s.output.filter(
+      (l) => /Warning|UnhandledPromiseRejection|Error: /.test(l) && !l.startsWith('{'),
+    ),
+  ).toEqual([]);
   expect(s.proc.exitCode).toBeNull();
   expect(s.proc.signalCode).toBeNull();
   expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
@@ -75,16 +95,59 @@ beforeEach(() => sim.reset());
 afterEach(async () => expectHealthy(svc));
 
 describe('fault rates: every waiting GET answers within ENTRY_WAIT_TIMEOUT, with a bounded number of attempts', () => {
-  const cases: Array<[string, Partial<FaultConfig>, { status: number; type: string; msg: string; attempts: number }]> = [
-    ['429 always (Retry-After: 0)', { errorRates: { 429: 1 }, retryAfter: '0' }, { status: 429, type: 'Kentik API error', msg: 'Too Many Requests', attempts: 1 + RETRIES }],
-    ['500 always', { errorRates: { 500: 1 } }, { status: 500, type: 'Kentik API error', msg: 'Internal Server Error', attempts: 1 }],
-    ['502 always', { errorRates: { 502: 1 } }, { status: 502, type: 'Kentik API error', msg: '502 Bad Gateway', attempts: 1 + RETRIES }],
-    ['503 always', { errorRates: { 503: 1 } }, { status: 503, type: 'Kentik API error', msg: 'Service Unavailable', attempts: 1 + RETRIES }],
-    ['504 always', { errorRates: { 504: 1 } }, { status: 504, type: 'Kentik API error', msg: '504 Gateway Time-out', attempts: 1 + RETRIES }],
-    ['hangs longer than KENTIK_API_TIMEOUT', { hangRate: 1 }, { status: 504, type: 'Kentik API unavailable', msg: `no answer within ${TIMEOUT_S} s`, attempts: 1 + RETRIES }],
-    ['connection resets', { resetRate: 1 }, { status: 504, type: 'Kentik API unavailable', msg: 'did not answer', attempts: 1 + RETRIES }],
-    ['malformed JSON', { malformedJsonRate: 1 }, { status: 502, type: 'Kentik API bad response', msg: 'not valid JSON', attempts: 1 }],
-    ['malformed dataUri', { malformedDataUriRate: 1 }, { status: 502, type: 'Kentik API bad response', msg: 'dataUri', attempts: 1 }],
+  const cases: Array<
+    [string, Partial<FaultConfig>, { status: number; type: string; msg: string; attempts: number }]
+  > = [
+    [
+      '429 always (Retry-After: 0)',
+      { errorRates: { 429: 1 }, retryAfter: '0' },
+      { status: 429, type: 'Kentik API error', msg: 'Too Many Requests', attempts: 1 + RETRIES },
+    ],
+    [
+      '500 always',
+      { errorRates: { 500: 1 } },
+      { status: 500, type: 'Kentik API error', msg: 'Internal Server Error', attempts: 1 },
+    ],
+    [
+      '502 always',
+      { errorRates: { 502: 1 } },
+      { status: 502, type: 'Kentik API error', msg: '502 Bad Gateway', attempts: 1 + RETRIES },
+    ],
+    [
+      '503 always',
+      { errorRates: { 503: 1 } },
+      { status: 503, type: 'Kentik API error', msg: 'Service Unavailable', attempts: 1 + RETRIES },
+    ],
+    [
+      '504 always',
+      { errorRates: { 504: 1 } },
+      { status: 504, type: 'Kentik API error', msg: '504 Gateway Time-out', attempts: 1 + RETRIES },
+    ],
+    [
+      'hangs longer than KENTIK_API_TIMEOUT',
+      { hangRate: 1 },
+      {
+        status: 504,
+        type: 'Kentik API unavailable',
+        msg: `no answer within ${TIMEOUT_S} s`,
+        attempts: 1 + RETRIES,
+      },
+    ],
+    [
+      'connection resets',
+      { resetRate: 1 },
+      { status: 504, type: 'Kentik API unavailable', msg: 'did not answer', attempts: 1 + RETRIES },
+    ],
+    [
+      'malformed JSON',
+      { malformedJsonRate: 1 },
+      { status: 502, type: 'Kentik API bad response', msg: 'not valid JSON', attempts: 1 },
+    ],
+    [
+      'malformed dataUri',
+      { malformedDataUriRate: 1 },
+      { status: 502, type: 'Kentik API bad response', msg: 'dataUri', attempts: 1 },
+    ],
   ];
 
   it.each(cases)('%s', async (_name, faults, expected) => {
@@ -96,11 +159,17 @@ describe('fault rates: every waiting GET answers within ENTRY_WAIT_TIMEOUT, with
     for (const a of answers) {
       expect(a.ms).toBeLessThanOrEqual(WAIT_S * 1000 + SLACK_MS);
       expect(a.status).toBe(expected.status);
-      expect(a.json).toMatchObject({ type: expected.type, loc: ['upstream'], msg: expect.stringContaining(expected.msg) });
+      expect(a.json).toMatchObject({
+        type: expected.type,
+        loc: ['upstream'],
+        msg: expect.stringContaining(expected.msg),
+      });
     }
     expect(calls(q)).toBe(expected.attempts);
     expect(expected.attempts).toBeLessThanOrEqual(1 + RETRIES);
-    expect((await metric(svc.url, 'kic_upstream_attempts_total')) - attemptsBefore).toBe(expected.attempts);
+    expect((await metric(svc.url, 'kic_upstream_attempts_total')) - attemptsBefore).toBe(
+      expected.attempts,
+    );
     // The error stays with the id: asking again costs no upstream call.
     expect((await waiters(svc.url, id, 1))[0]!.status).toBe(expected.status);
     expect(calls(q)).toBe(expected.attempts);
@@ -136,7 +205,7 @@ describe('fault rates: every waiting GET answers within ENTRY_WAIT_TIMEOUT, with
     expect(calls(q)).toBe(1);
   });
 
-  it("a rate limit: calls beyond it get 429 and Retry-After is honoured; the rest are served", async () => {
+  it('a rate limit: calls beyond it get 429 and Retry-After is honoured; the rest are served', async () => {
     const LIMIT = 3;
     sim.setFaults({ rateLimitPerMinute: LIMIT, retryAfter: '1' });
     const queries = Array.from({ length: LIMIT + 2 }, fresh);
@@ -151,53 +220,62 @@ describe('fault rates: every waiting GET answers within ENTRY_WAIT_TIMEOUT, with
     const limited = answers.filter((a) => a.status === 429);
     expect(served, JSON.stringify({ answers, sim: sim.stats().byStatus })).toHaveLength(LIMIT);
     expect(limited).toHaveLength(2);
-    for (const a of limited) expect(a.json).toMatchObject({ type: 'Kentik API error', msg: expect.stringContaining('rate limit') });
+    for (const a of limited)
+      expect(a.json).toMatchObject({
+        type: 'Kentik API error',
+        msg: expect.stringContaining('rate limit'),
+      });
     // Rejected calls do not count against the window: LIMIT that passed, then 1 + RETRIES per limited query.
     expect(sim.stats().total).toBe(LIMIT + 2 * (1 + RETRIES));
     expect(Math.max(...queries.map(calls))).toBeLessThanOrEqual(1 + RETRIES);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(2 * 1000); // two Retry-After gaps
   });
 
-  it('random mixed faults over many queries: bounded waits, bounded attempts, a definite answer for every id', { timeout: 90_000 }, async () => {
-    sim.setFaults({
-      seed: 20261127,
-      errorRates: { 429: 0.08, 500: 0.04, 502: 0.08, 503: 0.08, 504: 0.04 },
-      retryAfter: '0',
-      hangRate: 0.05,
-      resetRate: 0.08,
-      malformedJsonRate: 0.04,
-      malformedDataUriRate: 0.04,
-      latencyMs: 20,
-      jitterMs: 80,
-    });
-    const queries = Array.from({ length: 40 }, fresh);
-    const ids = await Promise.all(queries.map((q) => requestImage(svc.url, q)));
-    const finals = await Promise.all(
-      ids.map(async (id) => {
-        for (;;) {
-          const list = await waiters(svc.url, id, 3);
-          for (const a of list) expect(a.ms).toBeLessThanOrEqual(WAIT_S * 1000 + SLACK_MS);
-          const final = list.find((a) => a.json?.type !== 'Image pending');
-          if (final) return final;
-          // Still queued behind other fetches after ENTRY_WAIT_TIMEOUT: 504 with Retry-After; ask again.
-          for (const a of list) expect(a).toMatchObject({ status: 504, retryAfter: expect.stringMatching(/^\d+$/) });
-        }
-      }),
-    );
-    const statuses = new Set(finals.map((a) => a.status));
-    for (const s of statuses) expect([200, 429, 500, 502, 503, 504]).toContain(s);
-    expect(statuses.has(200)).toBe(true);
-    expect([...statuses].some((s) => s !== 200)).toBe(true);
-    for (const q of queries) expect(calls(q)).toBeLessThanOrEqual(1 + RETRIES);
-    for (const [i, a] of finals.entries()) {
-      if (a.status === 200) continue;
-      expect(a.json.type).toMatch(/^Kentik API (error|unavailable|bad response)$/);
-      // A final error is kept for the id; no new upstream call when asked again.
-      const before = calls(queries[i]);
-      expect((await waiters(svc.url, ids[i]!, 1))[0]!.status).toBe(a.status);
-      expect(calls(queries[i])).toBe(before);
-    }
-  });
+  it(
+    'random mixed faults over many queries: bounded waits, bounded attempts, a definite answer for every id',
+    { timeout: 90_000 },
+    async () => {
+      sim.setFaults({
+        seed: 20261127,
+        errorRates: { 429: 0.08, 500: 0.04, 502: 0.08, 503: 0.08, 504: 0.04 },
+        retryAfter: '0',
+        hangRate: 0.05,
+        resetRate: 0.08,
+        malformedJsonRate: 0.04,
+        malformedDataUriRate: 0.04,
+        latencyMs: 20,
+        jitterMs: 80,
+      });
+      const queries = Array.from({ length: 40 }, fresh);
+      const ids = await Promise.all(queries.map((q) => requestImage(svc.url, q)));
+      const finals = await Promise.all(
+        ids.map(async (id) => {
+          for (;;) {
+            const list = await waiters(svc.url, id, 3);
+            for (const a of list) expect(a.ms).toBeLessThanOrEqual(WAIT_S * 1000 + SLACK_MS);
+            const final = list.find((a) => a.json?.type !== 'Image pending');
+            if (final) return final;
+            // Still queued behind other fetches after ENTRY_WAIT_TIMEOUT: 504 with Retry-After; ask again.
+            for (const a of list)
+              expect(a).toMatchObject({ status: 504, retryAfter: expect.stringMatching(/^\d+$/) });
+          }
+        }),
+      );
+      const statuses = new Set(finals.map((a) => a.status));
+      for (const s of statuses) expect([200, 429, 500, 502, 503, 504]).toContain(s);
+      expect(statuses.has(200)).toBe(true);
+      expect([...statuses].some((s) => s !== 200)).toBe(true);
+      for (const q of queries) expect(calls(q)).toBeLessThanOrEqual(1 + RETRIES);
+      for (const [i, a] of finals.entries()) {
+        if (a.status === 200) continue;
+        expect(a.json.type).toMatch(/^Kentik API (error|unavailable|bad response)$/);
+        // A final error is kept for the id; no new upstream call when asked again.
+        const before = calls(queries[i]);
+        expect((await waiters(svc.url, ids[i]!, 1))[0]!.status).toBe(a.status);
+        expect(calls(queries[i])).toBe(before);
+      }
+    },
+  );
 });
 
 describe('a fetch that outlasts ENTRY_WAIT_TIMEOUT', () => {
@@ -205,7 +283,13 @@ describe('a fetch that outlasts ENTRY_WAIT_TIMEOUT', () => {
   const WAIT = 1;
   beforeAll(async () => {
     // Three hung attempts of 1 s each: the fetch takes over 3 s, the waiters give up after 1 s.
-    slow = await startService({ KENTIK_API_URL: sim.url, KENTIK_API_RETRIES: '2', KENTIK_API_TIMEOUT: '1', KENTIK_API_BACKOFF: '0.02', ENTRY_WAIT_TIMEOUT: String(WAIT) });
+    slow = await startService({
+      KENTIK_API_URL: sim.url,
+      KENTIK_API_RETRIES: '2',
+      KENTIK_API_TIMEOUT: '1',
+      KENTIK_API_BACKOFF: '0.02',
+      ENTRY_WAIT_TIMEOUT: String(WAIT),
+    });
   });
   afterAll(async () => {
     await expectHealthy(slow);

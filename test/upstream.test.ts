@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { queryHash } from '../src/cache/hash.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { expectNoSecret, getImage, getJson, kentikQuery, metric, requestImage, startService, type Service } from './helpers/service.ts';
+import {
+  expectNoSecret,
+  getImage,
+  getJson,
+  kentikQuery,
+  metric,
+  requestImage,
+  startService,
+  type Service,
+} from './helpers/service.ts';
 
 const RETRIES = 2;
 const TIMEOUT_S = 0.5;
@@ -38,15 +47,28 @@ describe('Kentik upstream', () => {
     expect(calls(q)).toBe(2);
   });
 
-  it.each([429, 502, 503, 504])("gives up on %i after KENTIK_API_RETRIES and serves Kentik's status", async (status) => {
-    const q = fresh();
-    sim.script(Array.from({ length: RETRIES + 1 }, () => ({ kind: 'status' as const, status, retryAfter: '0', message: `upstream says ${status}` })));
-    const r = await getImage(svc.url, await requestImage(svc.url, q));
-    expect(r.status).toBe(status);
-    expect(r.json).toMatchObject({ type: 'Kentik API error', msg: expect.stringContaining(`upstream says ${status}`) });
-    expect(r.json.msg).toContain(`after ${RETRIES + 1} attempts`);
-    expect(calls(q)).toBe(RETRIES + 1);
-  });
+  it.each([429, 502, 503, 504])(
+    "gives up on %i after KENTIK_API_RETRIES and serves Kentik's status",
+    async (status) => {
+      const q = fresh();
+      sim.script(
+        Array.from({ length: RETRIES + 1 }, () => ({
+          kind: 'status' as const,
+          status,
+          retryAfter: '0',
+          message: `upstream says ${status}`,
+        })),
+      );
+      const r = await getImage(svc.url, await requestImage(svc.url, q));
+      expect(r.status).toBe(status);
+      expect(r.json).toMatchObject({
+        type: 'Kentik API error',
+        msg: expect.stringContaining(`upstream says ${status}`),
+      });
+      expect(r.json.msg).toContain(`after ${RETRIES + 1} attempts`);
+      expect(calls(q)).toBe(RETRIES + 1);
+    },
+  );
 
   it.each([400, 401, 403, 404, 500])('does not retry %i', async (status) => {
     const q = fresh();
@@ -82,7 +104,10 @@ describe('Kentik upstream', () => {
     sim.script(Array.from({ length: RETRIES + 1 }, () => ({ kind: 'hang' as const })));
     const r = await getImage(svc.url, await requestImage(svc.url, q));
     expect(r.status).toBe(504);
-    expect(r.json).toMatchObject({ type: 'Kentik API unavailable', msg: expect.stringContaining(`no answer within ${TIMEOUT_S} s`) });
+    expect(r.json).toMatchObject({
+      type: 'Kentik API unavailable',
+      msg: expect.stringContaining(`no answer within ${TIMEOUT_S} s`),
+    });
     expect(calls(q)).toBe(RETRIES + 1);
   });
 
@@ -109,12 +134,19 @@ describe('Kentik upstream', () => {
     sim.script([{ kind }]);
     const r = await getImage(svc.url, await requestImage(svc.url, q));
     expect(r.status).toBe(502);
-    expect(r.json).toMatchObject({ type: 'Kentik API bad response', msg: expect.stringContaining(msg) });
+    expect(r.json).toMatchObject({
+      type: 'Kentik API bad response',
+      msg: expect.stringContaining(msg),
+    });
     expect(calls(q)).toBe(1);
   });
 
   it('stores wrong credentials as 401/403 from Kentik, without echoing the token', async () => {
-    const bad = await startService({ KENTIK_API_URL: sim.url, KT_AUTH_TOKEN: 'wrong-token-DO-NOT-LEAK', KENTIK_API_RETRIES: '0' });
+    const bad = await startService({
+      KENTIK_API_URL: sim.url,
+      KT_AUTH_TOKEN: 'wrong-token-DO-NOT-LEAK',
+      KENTIK_API_RETRIES: '0',
+    });
     try {
       const r = await getImage(bad.url, await requestImage(bad.url, fresh()));
       expect(r.status).toBe(403);
@@ -136,14 +168,21 @@ describe('Kentik upstream', () => {
 
 describe('waiting for a pending image', () => {
   it('answers 504 with Retry-After when still pending after ENTRY_WAIT_TIMEOUT, then serves it', async () => {
-    const slow = await startService({ KENTIK_API_URL: sim.url, ENTRY_WAIT_TIMEOUT: '0.3', KENTIK_API_RETRIES: '0' });
+    const slow = await startService({
+      KENTIK_API_URL: sim.url,
+      ENTRY_WAIT_TIMEOUT: '0.3',
+      KENTIK_API_RETRIES: '0',
+    });
     try {
       sim.setFaults({ latencyMs: 1500 });
       const id = await requestImage(slow.url, fresh());
       const r = await getImage(slow.url, id);
       expect(r.status).toBe(504);
       expect(r.headers.get('retry-after')).toMatch(/^\d+$/);
-      expect(r.json).toMatchObject({ type: 'Image pending', msg: expect.stringContaining('Retry') });
+      expect(r.json).toMatchObject({
+        type: 'Image pending',
+        msg: expect.stringContaining('Retry'),
+      });
       // Event-driven: a later GET returns as soon as the fetch lands, not on a polling tick.
       let final = await getImage(slow.url, id);
       while (final.status === 504) final = await getImage(slow.url, id);
@@ -154,12 +193,18 @@ describe('waiting for a pending image', () => {
   });
 
   it('a client that disconnects while waiting leaves no waiter behind', async () => {
-    const patient = await startService({ KENTIK_API_URL: sim.url, KENTIK_API_RETRIES: '0', KENTIK_API_TIMEOUT: '30' });
+    const patient = await startService({
+      KENTIK_API_URL: sim.url,
+      KENTIK_API_RETRIES: '0',
+      KENTIK_API_TIMEOUT: '30',
+    });
     try {
       sim.setFaults({ latencyMs: 2000 });
       const id = await requestImage(patient.url, fresh());
       const aborted = await Promise.allSettled(
-        Array.from({ length: 20 }, () => fetch(`${patient.url}/image/${id}`, { signal: AbortSignal.timeout(100) })),
+        Array.from({ length: 20 }, () =>
+          fetch(`${patient.url}/image/${id}`, { signal: AbortSignal.timeout(100) }),
+        ),
       );
       expect(aborted.every((r) => r.status === 'rejected')).toBe(true);
       // The server sees the sockets close shortly after; watch for that through /metrics.
@@ -177,10 +222,16 @@ describe('waiting for a pending image', () => {
 
 describe('KENTIK_API_CONCURRENCY', () => {
   it('never runs more upstream calls at once than allowed', async () => {
-    const limited = await startService({ KENTIK_API_URL: sim.url, KENTIK_API_CONCURRENCY: '2', KENTIK_API_RETRIES: '0' });
+    const limited = await startService({
+      KENTIK_API_URL: sim.url,
+      KENTIK_API_CONCURRENCY: '2',
+      KENTIK_API_RETRIES: '0',
+    });
     try {
       sim.setFaults({ latencyMs: 300 });
-      const ids = await Promise.all(Array.from({ length: 6 }, () => requestImage(limited.url, fresh())));
+      const ids = await Promise.all(
+        Array.from({ length: 6 }, () => requestImage(limited.url, fresh())),
+      );
       const results = await Promise.all(ids.map((id) => getImage(limited.url, id)));
       expect(results.every((r) => r.status === 200)).toBe(true);
       expect(sim.stats().maxConcurrent).toBe(2);

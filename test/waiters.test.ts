@@ -16,7 +16,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryHash } from '../src/cache/hash.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 import { buildService } from './helpers/build.ts';
-import { kentikQuery, metric, removeDir, requestImage, startService, TEST_TOKEN, type Service } from './helpers/service.ts';
+import {
+  kentikQuery,
+  metric,
+  removeDir,
+  requestImage,
+  startService,
+  TEST_TOKEN,
+  type Service,
+} from './helpers/service.ts';
 
 const CLIENTS = 2000;
 /** Connections opened at once: well inside the listen backlog (511). */
@@ -35,14 +43,23 @@ function openFileLimit(): number {
   return m?.[1] === 'unlimited' ? Infinity : Number(m?.[1] ?? 1024);
 }
 const fdLimit = openFileLimit();
-const skipReason = fdLimit < CLIENTS * 2 + 500 ? `needs ${CLIENTS * 2 + 500} open files, ulimit -n is ${fdLimit}` : undefined;
+const skipReason =
+  fdLimit < CLIENTS * 2 + 500
+    ? `needs ${CLIENTS * 2 + 500} open files, ulimit -n is ${fdLimit}`
+    : undefined;
 if (skipReason) console.warn(`waiters test skipped: ${skipReason}`);
 
 /**
  * An upstream that holds calls while closed and passes them to the simulator once opened. Starts
  * closed; `open()` releases everything held, `close()` makes later calls wait again.
  */
-async function startGate(target: string): Promise<{ url: string; held: () => number; open: () => void; close: () => void; stop: () => Promise<void> }> {
+async function startGate(target: string): Promise<{
+  url: string;
+  held: () => number;
+  open: () => void;
+  close: () => void;
+  stop: () => Promise<void>;
+}> {
   let release: () => void = () => {};
   let gate = Promise.resolve();
   const close = (): void => {
@@ -58,10 +75,16 @@ async function startGate(target: string): Promise<{ url: string; held: () => num
       void gate.then(async () => {
         const upstream = await fetch(`${target}${(req.url ?? '').replace(/^\/api\/v5/, '')}`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-ch-auth-email': String(req.headers['x-ch-auth-email']), 'x-ch-auth-api-token': String(req.headers['x-ch-auth-api-token']) },
+          headers: {
+            'content-type': 'application/json',
+            'x-ch-auth-email': String(req.headers['x-ch-auth-email']),
+            'x-ch-auth-api-token': String(req.headers['x-ch-auth-api-token']),
+          },
           body: Buffer.concat(chunks),
         });
-        res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' });
+        res.writeHead(upstream.status, {
+          'content-type': upstream.headers.get('content-type') ?? 'application/json',
+        });
         res.end(Buffer.from(await upstream.arrayBuffer()));
       });
     });
@@ -102,7 +125,10 @@ describe.skipIf(skipReason !== undefined)(`${CLIENTS} clients waiting on one slo
     svc.proc.kill('SIGUSR2');
     const line = await svc.waitForLog((l) => l.msg === 'resource probe' && l.seq === seq);
     expect(line.gc).toBe(true);
-    return { heapUsed: line.heapUsed as number, resources: line.resources as Record<string, number> };
+    return {
+      heapUsed: line.heapUsed as number,
+      resources: line.resources as Record<string, number>,
+    };
   }
   const count = (p: Probe, type: string): number => p.resources[type] ?? 0;
 
@@ -144,7 +170,9 @@ describe.skipIf(skipReason !== undefined)(`${CLIENTS} clients waiting on one slo
           req.on('response', (res) => {
             const chunks: Buffer[] = [];
             res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+            res.on('end', () =>
+              resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }),
+            );
             res.on('error', () => resolve('aborted'));
           });
           req.on('error', () => resolve('aborted'));
@@ -165,74 +193,100 @@ describe.skipIf(skipReason !== undefined)(`${CLIENTS} clients waiting on one slo
     if (svc) removeDir(svc.cachePath);
   });
 
-  it('leaves no waiter, timer, socket or heap behind, and the clients that stayed get the image', { timeout: 120_000 }, async () => {
-    const gate = await startGate(sim.url);
-    try {
-      svc = await startService(
-        { KENTIK_API_URL: gate.url, KENTIK_API_RETRIES: '0', KENTIK_API_TIMEOUT: '300', ENTRY_WAIT_TIMEOUT: '300', LOG_LEVEL: 'info' },
-        { entry: await buildService(), nodeArgs: ['--expose-gc', '--import', PROBE] },
-      );
+  it(
+    'leaves no waiter, timer, socket or heap behind, and the clients that stayed get the image',
+    { timeout: 120_000 },
+    async () => {
+      const gate = await startGate(sim.url);
+      try {
+        svc = await startService(
+          {
+            KENTIK_API_URL: gate.url,
+            KENTIK_API_RETRIES: '0',
+            KENTIK_API_TIMEOUT: '300',
+            ENTRY_WAIT_TIMEOUT: '300',
+            LOG_LEVEL: 'info',
+          },
+          { entry: await buildService(), nodeArgs: ['--expose-gc', '--import', PROBE] },
+        );
 
-      // Warm-up: the same scenario once, so what is built lazily or grows to fit 2,000 connections
-      // (JIT code, pools, table capacities, the memory cache's image) exists before the baseline.
-      {
-        const id = await requestImage(svc.url, kentikQuery('warm-up'), 600);
+        // Warm-up: the same scenario once, so what is built lazily or grows to fit 2,000 connections
+        // (JIT code, pools, table capacities, the memory cache's image) exists before the baseline.
+        {
+          const id = await requestImage(svc.url, kentikQuery('warm-up'), 600);
+          const clients = await openClients(id, CLIENTS);
+          for (const c of clients.slice(0, CLIENTS / 2)) c.req.destroy();
+          await waitersReach(CLIENTS / 2);
+          gate.open();
+          const answers = await Promise.all(clients.map((c) => c.answer));
+          expect(answers.slice(CLIENTS / 2).every((a) => a !== 'aborted' && a.status === 200)).toBe(
+            true,
+          );
+          gate.close();
+        }
+        await waitersReach(0);
+        const baseline = await probeUntil((p) => count(p, 'TCPSocketWrap') <= 2);
+        const base = {
+          sockets: count(baseline, 'TCPSocketWrap'),
+          timers: count(baseline, 'Timeout'),
+          heap: baseline.heapUsed,
+        };
+
+        // CLIENTS wait on one fetch that the gate holds.
+        const q = kentikQuery('two-thousand');
+        const id = await requestImage(svc.url, q, 600);
         const clients = await openClients(id, CLIENTS);
-        for (const c of clients.slice(0, CLIENTS / 2)) c.req.destroy();
+        expect(gate.held()).toBe(2); // the warm-up's fetch and this one: the waiters share it
+        const waiting = await probe();
+        // Each waiter holds its connection and one timer (ENTRY_WAIT_TIMEOUT): the probe sees them.
+        expect(count(waiting, 'TCPSocketWrap')).toBeGreaterThanOrEqual(CLIENTS);
+        expect(count(waiting, 'Timeout')).toBeGreaterThanOrEqual(CLIENTS);
+
+        // Half of them hang up. Their waiters, timers and sockets must go at once, not at the timeout.
+        const leaving = clients.slice(0, CLIENTS / 2);
+        const staying = clients.slice(CLIENTS / 2);
+        for (const c of leaving) c.req.destroy();
         await waitersReach(CLIENTS / 2);
+        const half = await probeUntil(
+          (p) => count(p, 'TCPSocketWrap') <= base.sockets + CLIENTS / 2 + 5,
+        );
+        expect(count(half, 'TCPSocketWrap')).toBeLessThanOrEqual(base.sockets + CLIENTS / 2 + 5);
+        expect(count(half, 'Timeout')).toBeLessThanOrEqual(base.timers + CLIENTS / 2 + 5);
+
+        // The fetch completes: everyone who stayed gets the image, the same bytes Kentik produced.
         gate.open();
-        const answers = await Promise.all(clients.map((c) => c.answer));
-        expect(answers.slice(CLIENTS / 2).every((a) => a !== 'aborted' && a.status === 200)).toBe(true);
-        gate.close();
+        const answers = await Promise.all(staying.map((c) => c.answer));
+        const produced = sim.stats().byHash[queryHash(q)]?.digests ?? [];
+        expect(produced).toHaveLength(1);
+        for (const a of answers) {
+          expect(a).not.toBe('aborted');
+          if (a === 'aborted') continue;
+          expect(a.status).toBe(200);
+          expect(sha(a.body)).toBe(produced[0]);
+        }
+        expect(await Promise.all(leaving.map((c) => c.answer))).toEqual(
+          leaving.map(() => 'aborted'),
+        );
+
+        // Back to the baseline: no waiter, no timer, no socket, no heap held for anyone.
+        await waitersReach(0);
+        const after = await probeUntil(
+          (p) => count(p, 'TCPSocketWrap') <= base.sockets && count(p, 'Timeout') <= base.timers,
+        );
+        expect(count(after, 'TCPSocketWrap')).toBeLessThanOrEqual(base.sockets);
+        expect(count(after, 'Timeout')).toBeLessThanOrEqual(base.timers);
+        const growth = after.heapUsed - base.heap;
+        console.log(
+          `waiters test: heap ${(base.heap / 1e6).toFixed(1)} MB at baseline, ${(waiting.heapUsed / 1e6).toFixed(1)} MB with ${CLIENTS} waiting, ${(after.heapUsed / 1e6).toFixed(1)} MB after (growth ${(growth / 1e3).toFixed(0)} kB)`,
+        );
+        expect(growth).toBeLessThan(HEAP_SLACK);
+        expect(
+          await metric(svc.url, 'kic_process_nodejs_active_handles_total'),
+        ).toBeLessThanOrEqual(base.sockets + 10);
+        expect(svc.output.filter((l) => /MaxListenersExceeded|Warning:/.test(l))).toEqual([]);
+      } finally {
+        await gate.stop();
       }
-      await waitersReach(0);
-      const baseline = await probeUntil((p) => count(p, 'TCPSocketWrap') <= 2);
-      const base = { sockets: count(baseline, 'TCPSocketWrap'), timers: count(baseline, 'Timeout'), heap: baseline.heapUsed };
-
-      // CLIENTS wait on one fetch that the gate holds.
-      const q = kentikQuery('two-thousand');
-      const id = await requestImage(svc.url, q, 600);
-      const clients = await openClients(id, CLIENTS);
-      expect(gate.held()).toBe(2); // the warm-up's fetch and this one: the waiters share it
-      const waiting = await probe();
-      // Each waiter holds its connection and one timer (ENTRY_WAIT_TIMEOUT): the probe sees them.
-      expect(count(waiting, 'TCPSocketWrap')).toBeGreaterThanOrEqual(CLIENTS);
-      expect(count(waiting, 'Timeout')).toBeGreaterThanOrEqual(CLIENTS);
-
-      // Half of them hang up. Their waiters, timers and sockets must go at once, not at the timeout.
-      const leaving = clients.slice(0, CLIENTS / 2);
-      const staying = clients.slice(CLIENTS / 2);
-      for (const c of leaving) c.req.destroy();
-      await waitersReach(CLIENTS / 2);
-      const half = await probeUntil((p) => count(p, 'TCPSocketWrap') <= base.sockets + CLIENTS / 2 + 5);
-      expect(count(half, 'TCPSocketWrap')).toBeLessThanOrEqual(base.sockets + CLIENTS / 2 + 5);
-      expect(count(half, 'Timeout')).toBeLessThanOrEqual(base.timers + CLIENTS / 2 + 5);
-
-      // The fetch completes: everyone who stayed gets the image, the same bytes Kentik produced.
-      gate.open();
-      const answers = await Promise.all(staying.map((c) => c.answer));
-      const produced = sim.stats().byHash[queryHash(q)]?.digests ?? [];
-      expect(produced).toHaveLength(1);
-      for (const a of answers) {
-        expect(a).not.toBe('aborted');
-        if (a === 'aborted') continue;
-        expect(a.status).toBe(200);
-        expect(sha(a.body)).toBe(produced[0]);
-      }
-      expect(await Promise.all(leaving.map((c) => c.answer))).toEqual(leaving.map(() => 'aborted'));
-
-      // Back to the baseline: no waiter, no timer, no socket, no heap held for anyone.
-      await waitersReach(0);
-      const after = await probeUntil((p) => count(p, 'TCPSocketWrap') <= base.sockets && count(p, 'Timeout') <= base.timers);
-      expect(count(after, 'TCPSocketWrap')).toBeLessThanOrEqual(base.sockets);
-      expect(count(after, 'Timeout')).toBeLessThanOrEqual(base.timers);
-      const growth = after.heapUsed - base.heap;
-      console.log(`waiters test: heap ${(base.heap / 1e6).toFixed(1)} MB at baseline, ${(waiting.heapUsed / 1e6).toFixed(1)} MB with ${CLIENTS} waiting, ${(after.heapUsed / 1e6).toFixed(1)} MB after (growth ${(growth / 1e3).toFixed(0)} kB)`);
-      expect(growth).toBeLessThan(HEAP_SLACK);
-      expect(await metric(svc.url, 'kic_process_nodejs_active_handles_total')).toBeLessThanOrEqual(base.sockets + 10);
-      expect(svc.output.filter((l) => /MaxListenersExceeded|Warning:/.test(l))).toEqual([]);
-    } finally {
-      await gate.stop();
-    }
-  });
+    },
+  );
 });

@@ -18,9 +18,12 @@ export function queryHash(query: unknown): string {
     // A stack overflow is ours, not the query's (callers cap the depth first): let it through.
     if (err instanceof RangeError) throw err;
     // JSON text can hold what RFC 8785 (I-JSON) cannot: 1e400 parses to Infinity, "\ud800" to a lone surrogate.
-    throw new UncanonicalQueryError(`${(err as Error).message} in canonical JSON (RFC 8785)`, { cause: err });
+    throw new UncanonicalQueryError(`${(err as Error).message} in canonical JSON (RFC 8785)`, {
+      cause: err,
+    });
   }
-  if (canonical === undefined) throw new UncanonicalQueryError('the query cannot be represented as JSON');
+  if (canonical === undefined)
+    throw new UncanonicalQueryError('the query cannot be represented as JSON');
   return createHash('sha256').update(canonical).digest('hex');
 }
 

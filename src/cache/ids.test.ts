@@ -28,11 +28,14 @@ describe('image ids', () => {
 
 describe('query hash (RFC 8785)', () => {
   it('ignores key order and number spelling', () => {
-    expect(queryHash({ b: [1.0, { y: 2, x: 1 }], a: 'é' })).toBe(queryHash({ a: 'é', b: [1, { x: 1, y: 2 }] }));
+    expect(queryHash({ b: [1.0, { y: 2, x: 1 }], a: 'é' })).toBe(
+      queryHash({ a: 'é', b: [1, { x: 1, y: 2 }] }),
+    );
   });
   it('distinguishes different queries', () => {
     expect(queryHash({ a: 1 })).not.toBe(queryHash({ a: 2 }));
     expect(queryHash({ a: [1, 2] })).not.toBe(queryHash({ a: [2, 1] }));
   });
-  it('is sha256 hex', () => expect(queryHash({})).toBe('44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a'));
+  it('is sha256 hex', () =>
+    expect(queryHash({})).toBe('44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a'));
 });

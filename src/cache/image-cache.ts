@@ -97,7 +97,9 @@ export class ImageCache {
     this.#reuseWindowMs = config.reuseWindow * 1000;
     this.#limiter = new Limiter(config.kentikApiConcurrency, (n) => metrics.upstreamQueued.set(n));
     this.waiters = new Waiters((n) => metrics.waiters.set(n));
-    this.blobs = new BlobCache(store, config.memoryCacheBytes, log, (n) => metrics.memoryBytes.set(n));
+    this.blobs = new BlobCache(store, config.memoryCacheBytes, log, (n) =>
+      metrics.memoryBytes.set(n),
+    );
   }
 
   get storedBytes(): number {
@@ -111,7 +113,10 @@ export class ImageCache {
   async load(): Promise<{ loaded: number; expired: number; quarantined: number; resumed: number }> {
     const { entries, quarantined } = await this.#store.loadEntries();
     for (const q of quarantined) {
-      this.#log.warn({ file: q.name, reason: q.reason, movedTo: q.movedTo }, 'unreadable cache file quarantined');
+      this.#log.warn(
+        { file: q.name, reason: q.reason, movedTo: q.movedTo },
+        'unreadable cache file quarantined',
+      );
       this.#metrics.quarantined.inc();
     }
     const now = this.#now();
@@ -134,13 +139,25 @@ export class ImageCache {
     void this.#deleteFromStore(expired);
     for (const list of pendingByHash.values()) {
       const first = list[0]!;
-      this.#startFlight(first.hash, first.query, list.map((e) => e.id));
+      this.#startFlight(
+        first.hash,
+        first.query,
+        list.map((e) => e.id),
+      );
     }
-    return { loaded: entries.length, expired: expired.length, quarantined: quarantined.length, resumed: pendingByHash.size };
+    return {
+      loaded: entries.length,
+      expired: expired.length,
+      quarantined: quarantined.length,
+      resumed: pendingByHash.size,
+    };
   }
 
   /** Applies the sharing rules to a POST; persists a new entry before returning its id. */
-  async request(query: unknown, ttlSeconds: number): Promise<{ id: string; result: RequestResult }> {
+  async request(
+    query: unknown,
+    ttlSeconds: number,
+  ): Promise<{ id: string; result: RequestResult }> {
     const hash = queryHash(query);
     const now = this.#now();
     let expiresAt = now + ttlSeconds * 1000;
@@ -273,14 +290,16 @@ export class ImageCache {
     const now = this.#now();
     const keep = this.#reusableDigests(now);
     const out: string[] = [];
-    for (const [digest, info] of this.#blobInfo) if (info.ids.size === 0 && !keep.has(digest)) out.push(digest);
+    for (const [digest, info] of this.#blobInfo)
+      if (info.ids.size === 0 && !keep.has(digest)) out.push(digest);
     return out;
   }
 
   #reusableDigests(now: number): Set<string> {
     const keep = new Set<string>();
     for (const g of this.#groups.values()) {
-      if (g.lastImage && now - g.lastImage.fetchedAt <= this.#reuseWindowMs) keep.add(g.lastImage.digest);
+      if (g.lastImage && now - g.lastImage.fetchedAt <= this.#reuseWindowMs)
+        keep.add(g.lastImage.digest);
     }
     return keep;
   }
@@ -316,7 +335,10 @@ export class ImageCache {
     let evicted = 0;
     for (const [digest, info] of byAge) {
       if (this.#storedBytes <= maxBytes) break;
-      this.#log.info({ digest, bytes: info.size, ids: info.ids.size }, 'evicting image (CACHE_MAX_BYTES)');
+      this.#log.info(
+        { digest, bytes: info.size, ids: info.ids.size },
+        'evicting image (CACHE_MAX_BYTES)',
+      );
       await this.#drop([...info.ids]);
       await this.deleteBlob(digest);
       evicted++;
@@ -351,7 +373,10 @@ export class ImageCache {
       await this.#store.checkpoint(this.entries.values());
     } catch (err) {
       this.#dirty = true;
-      this.#log.warn({ err: (err as Error).message }, 'could not save the index snapshot; the next start reads every entry file');
+      this.#log.warn(
+        { err: (err as Error).message },
+        'could not save the index snapshot; the next start reads every entry file',
+      );
     }
   }
 
@@ -412,7 +437,12 @@ export class ImageCache {
   #rememberImage(hash: string, img: LastImage): void {
     const group = this.#groups.get(hash);
     if (group && (!group.lastImage || group.lastImage.fetchedAt < img.fetchedAt)) {
-      group.lastImage = { digest: img.digest, mime: img.mime, size: img.size, fetchedAt: img.fetchedAt };
+      group.lastImage = {
+        digest: img.digest,
+        mime: img.mime,
+        size: img.size,
+        fetchedAt: img.fetchedAt,
+      };
     }
   }
 
@@ -466,12 +496,17 @@ export class ImageCache {
     const firstId = [...flight.ids][0] ?? hash;
     let outcome: { image: LastImage } | { error: AppError };
     try {
-      const image = await this.#limiter.run(() => this.#client.fetchChart(query, { id: firstId, signal }), signal);
+      const image = await this.#limiter.run(
+        () => this.#client.fetchChart(query, { id: firstId, signal }),
+        signal,
+      );
       const digest = bytesDigest(image.bytes);
       this.#reserved.add(digest);
       try {
         await this.blobs.put(digest, image.bytes);
-        outcome = { image: { digest, mime: image.mime, size: image.bytes.length, fetchedAt: this.#now() } };
+        outcome = {
+          image: { digest, mime: image.mime, size: image.bytes.length, fetchedAt: this.#now() },
+        };
       } catch (err) {
         this.#reserved.delete(digest);
         const code = err instanceof StoreWriteError ? err.code : undefined;
@@ -492,7 +527,11 @@ export class ImageCache {
         error:
           err instanceof AppError
             ? err
-            : new AppError(500, 'Internal error', `Fetching the image failed unexpectedly: ${(err as Error).message}`),
+            : new AppError(
+                500,
+                'Internal error',
+                `Fetching the image failed unexpectedly: ${(err as Error).message}`,
+              ),
       };
       if (!(err instanceof AppError)) this.#log.error({ err }, 'unexpected fetch failure');
     }
@@ -524,11 +563,18 @@ export class ImageCache {
     // Persist before waking waiters: an id is never served something a restart would not repeat.
     await forEachLimited(done, WRITE_CONCURRENCY, (e) => this.#persist(e));
     for (const e of done) this.waiters.notify(e.id);
-    this.#log.debug({ hash, ids: done.length, outcome: 'image' in outcome ? 'image' : outcome.error.type }, 'fetch settled');
+    this.#log.debug(
+      { hash, ids: done.length, outcome: 'image' in outcome ? 'image' : outcome.error.type },
+      'fetch settled',
+    );
   }
 }
 
-async function forEachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+async function forEachLimited<T>(
+  items: T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) await fn(items[next++]!);

@@ -73,8 +73,16 @@ export function createMaintenance(deps: {
     const tempFilesDeleted = await store.sweepTemporary();
     const durationMs = Math.round(performance.now() - started);
     metrics.maintenanceDuration.observe(durationMs / 1000);
-    const report = { expired: expiredIds.length, blobsDeleted, orphansDeleted, tempFilesDeleted, evicted, durationMs };
-    const worthSaying = report.expired + blobsDeleted + orphansDeleted + tempFilesDeleted + evicted > 0;
+    const report = {
+      expired: expiredIds.length,
+      blobsDeleted,
+      orphansDeleted,
+      tempFilesDeleted,
+      evicted,
+      durationMs,
+    };
+    const worthSaying =
+      report.expired + blobsDeleted + orphansDeleted + tempFilesDeleted + evicted > 0;
     log[worthSaying ? 'info' : 'debug'](report, 'maintenance pass');
     return report;
   }

@@ -48,8 +48,13 @@ async function main(): Promise<void> {
     KENTIK_API_TIMEOUT: '30',
   });
   const pretty = process.stdout.isTTY;
-  const { app } = await buildApp({ config, logger: loggerOptions({ debug: false, level: args.verbose ? 'info' : 'error', pretty }) });
-  const base = await withFallbackPort(Number(args.port), (port) => app.listen({ host: '127.0.0.1', port }));
+  const { app } = await buildApp({
+    config,
+    logger: loggerOptions({ debug: false, level: args.verbose ? 'info' : 'error', pretty }),
+  });
+  const base = await withFallbackPort(Number(args.port), (port) =>
+    app.listen({ host: '127.0.0.1', port }),
+  );
 
   let stopping = false;
   const stop = async (): Promise<void> => {
@@ -68,12 +73,21 @@ async function main(): Promise<void> {
   console.log(`Kentik image cache    ${base}  (CACHE_PATH ${cachePath})\n`);
 
   const files = (await readdir(args.examples)).filter((f) => f.endsWith('.json')).sort();
-  console.log(`Posting ${files.length} example queries from ${path.relative(process.cwd(), args.examples) || '.'} …`);
+  console.log(
+    `Posting ${files.length} example queries from ${path.relative(process.cwd(), args.examples) || '.'} …`,
+  );
   const results = await Promise.all(
     files.map(async (file) => {
-      const body = JSON.parse(await readFile(path.join(args.examples, file), 'utf8')) as Record<string, unknown>;
+      const body = JSON.parse(await readFile(path.join(args.examples, file), 'utf8')) as Record<
+        string,
+        unknown
+      >;
       delete body.expect_status;
-      const post = await fetch(`${base}/requests`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const post = await fetch(`${base}/requests`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
       const { id, msg } = (await post.json()) as { id?: string; msg?: string };
       if (!id) return { file, line: `POST answered ${post.status}: ${msg}` };
       const get = await fetch(`${base}/image/${id}`);
@@ -81,7 +95,9 @@ async function main(): Promise<void> {
       const type = get.headers.get('content-type') ?? '';
       return {
         file,
-        line: get.ok ? `${get.status} ${type.padEnd(16)} ${String(Math.round(bytes / 1024)).padStart(4)} KB  ${base}/image/${id}` : `${get.status} (as expected for a bad query: GET ${base}/image/${id} shows Kentik's error)`,
+        line: get.ok
+          ? `${get.status} ${type.padEnd(16)} ${String(Math.round(bytes / 1024)).padStart(4)} KB  ${base}/image/${id}`
+          : `${get.status} (as expected for a bad query: GET ${base}/image/${id} shows Kentik's error)`,
       };
     }),
   );
@@ -102,7 +118,10 @@ and any image URL above. Try: npm run smoke -- --url ${base}
 }
 
 /** Listens on the preferred port, or on any free one if it is taken, and says so. */
-async function withFallbackPort<T>(preferred: number, start: (port: number) => Promise<T>): Promise<T> {
+async function withFallbackPort<T>(
+  preferred: number,
+  start: (port: number) => Promise<T>,
+): Promise<T> {
   try {
     return await start(preferred);
   } catch (err) {

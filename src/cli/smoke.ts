@@ -28,11 +28,19 @@ interface Outcome {
 
 function globToRegExp(glob: string): RegExp {
   // *, ? and [abc] as in a shell; everything else literal.
-  const escaped = glob.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const escaped = glob
+    .replace(/[.+^${}()|\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${escaped}$`);
 }
 
-async function runOne(file: string, base: string, timeoutMs: number, log: (msg: string) => void): Promise<Outcome> {
+async function runOne(
+  file: string,
+  base: string,
+  timeoutMs: number,
+  log: (msg: string) => void,
+): Promise<Outcome> {
   const name = path.basename(file);
   const say = (msg: string): void => log(`${name}: ${msg}`);
   let body: Record<string, unknown>;
@@ -117,7 +125,10 @@ async function main(): Promise<number> {
   const pattern = globToRegExp(args.glob);
   let files: string[];
   try {
-    files = (await readdir(args.dir)).filter((f) => pattern.test(f)).sort().map((f) => path.join(args.dir, f));
+    files = (await readdir(args.dir))
+      .filter((f) => pattern.test(f))
+      .sort()
+      .map((f) => path.join(args.dir, f));
   } catch (err) {
     console.error(`cannot read --dir ${args.dir}: ${(err as Error).message}`);
     return 2;
@@ -129,7 +140,10 @@ async function main(): Promise<number> {
   const log = (msg: string): void => console.log(`${new Date().toISOString()} ${msg}`);
   const outcomes = args.concurrent
     ? await Promise.all(files.map((f) => runOne(f, base, timeoutMs, log)))
-    : await files.reduce<Promise<Outcome[]>>(async (acc, f) => [...(await acc), await runOne(f, base, timeoutMs, log)], Promise.resolve([]));
+    : await files.reduce<Promise<Outcome[]>>(
+        async (acc, f) => [...(await acc), await runOne(f, base, timeoutMs, log)],
+        Promise.resolve([]),
+      );
   const failed = outcomes.filter((o) => !o.ok);
   for (const f of failed) console.log(`failed: ${path.basename(f.file)}`);
   console.log(`${outcomes.length - failed.length} passed, ${failed.length} failed`);

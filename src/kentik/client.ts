@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import { Agent, errors as undiciErrors, request } from 'undici';
 import type { Config } from '../config.ts';
-import type { AppError} from '../errors.ts';
+import type { AppError } from '../errors.ts';
 import { KentikApiError, KentikBadResponseError, KentikUnavailableError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { decodeDataUri, type DecodedImage } from './data-uri.ts';
@@ -37,7 +37,12 @@ type Attempt =
   | { ok: true; image: DecodedImage }
   | { ok: false; error: AppError; retryable: boolean; retryAfterMs?: number; outcome: string };
 
-export function createKentikClient({ config, log, metrics, random = Math.random }: KentikClientDeps): KentikClient {
+export function createKentikClient({
+  config,
+  log,
+  metrics,
+  random = Math.random,
+}: KentikClientDeps): KentikClient {
   const url = `${config.kentikApiUrl}/query/topXchart`;
   const timeout = config.kentikApiTimeoutMs;
   const backoffMs = config.kentikApiBackoffMs ?? 1000;
@@ -50,7 +55,9 @@ export function createKentikClient({ config, log, metrics, random = Math.random 
   const token = config.ktAuthToken;
 
   async function attempt(body: Buffer, signal: AbortSignal | undefined): Promise<Attempt> {
-    const attemptSignal = signal ? AbortSignal.any([signal, AbortSignal.timeout(timeout)]) : AbortSignal.timeout(timeout);
+    const attemptSignal = signal
+      ? AbortSignal.any([signal, AbortSignal.timeout(timeout)])
+      : AbortSignal.timeout(timeout);
     let status: number;
     let text: string;
     let retryAfterHeader: string | undefined;
@@ -135,7 +142,14 @@ export function createKentikClient({ config, log, metrics, random = Math.random 
         metrics.upstreamCalls.inc({ outcome: result.ok ? 'ok' : result.outcome });
         if (result.ok) {
           log.info(
-            { id, attempt: n + 1, outcome: 'ok', mime: result.image.mime, bytes: result.image.bytes.length, durationMs: Math.round(seconds * 1000) },
+            {
+              id,
+              attempt: n + 1,
+              outcome: 'ok',
+              mime: result.image.mime,
+              bytes: result.image.bytes.length,
+              durationMs: Math.round(seconds * 1000),
+            },
             'kentik call',
           );
           metrics.upstreamFetches.inc({ outcome: 'ok' });
@@ -165,10 +179,15 @@ export function createKentikClient({ config, log, metrics, random = Math.random 
           const attempts = n + 1;
           const suffix = ` (after ${attempts} attempt${attempts === 1 ? '' : 's'} in ${((performance.now() - started) / 1000).toFixed(1)} s)`;
           if (e instanceof KentikApiError && tooLong) {
-            throw new KentikApiError(e.upstreamStatus, `${e.message} Kentik asked to retry after ${Math.round(delay / 1000)} s.${suffix}`);
+            throw new KentikApiError(
+              e.upstreamStatus,
+              `${e.message} Kentik asked to retry after ${Math.round(delay / 1000)} s.${suffix}`,
+            );
           }
-          if (e instanceof KentikApiError) throw new KentikApiError(e.upstreamStatus, e.message + suffix);
-          if (e instanceof KentikUnavailableError) throw new KentikUnavailableError(e.message + suffix, { cause: e.cause });
+          if (e instanceof KentikApiError)
+            throw new KentikApiError(e.upstreamStatus, e.message + suffix);
+          if (e instanceof KentikUnavailableError)
+            throw new KentikUnavailableError(e.message + suffix, { cause: e.cause });
           throw e;
         }
         await sleep(delay, undefined, { signal });
@@ -185,7 +204,8 @@ async function readLimited(body: AsyncIterable<Buffer>): Promise<string> {
   let size = 0;
   for await (const chunk of body) {
     size += chunk.length;
-    if (size > MAX_RESPONSE_BYTES) throw new Error(`answer larger than ${MAX_RESPONSE_BYTES} bytes`);
+    if (size > MAX_RESPONSE_BYTES)
+      throw new Error(`answer larger than ${MAX_RESPONSE_BYTES} bytes`);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');

@@ -3,14 +3,23 @@ import { decodeDataUri } from './data-uri.ts';
 import { parseRetryAfter } from './retry-after.ts';
 
 const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]);
-const uri = (mime: string, b: Buffer | string): string => `data:${mime};base64,${Buffer.from(b).toString('base64')}`;
+const uri = (mime: string, b: Buffer | string): string =>
+  `data:${mime};base64,${Buffer.from(b).toString('base64')}`;
 
 describe('decodeDataUri', () => {
   it('decodes each supported type', () => {
     expect(decodeDataUri(uri('image/png', png))).toEqual({ mime: 'image/png', bytes: png });
-    expect(decodeDataUri(uri('image/jpg', Buffer.from([0xff, 0xd8, 0xff, 0xe0])))).toMatchObject({ mime: 'image/jpeg' });
-    expect(decodeDataUri(uri('image/svg+xml', '<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>'))).toMatchObject({ mime: 'image/svg+xml' });
-    expect(decodeDataUri(uri('application/pdf', '%PDF-1.4 ...'))).toMatchObject({ mime: 'application/pdf' });
+    expect(decodeDataUri(uri('image/jpg', Buffer.from([0xff, 0xd8, 0xff, 0xe0])))).toMatchObject({
+      mime: 'image/jpeg',
+    });
+    expect(
+      decodeDataUri(
+        uri('image/svg+xml', '<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"></svg>'),
+      ),
+    ).toMatchObject({ mime: 'image/svg+xml' });
+    expect(decodeDataUri(uri('application/pdf', '%PDF-1.4 ...'))).toMatchObject({
+      mime: 'application/pdf',
+    });
   });
   it.each([
     [undefined, 'missing'],
@@ -36,6 +45,7 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter('Wed, 31 Dec 2025 00:00:00 GMT', now)).toBe(0);
   });
   it('ignores what it cannot read', () => {
-    for (const v of [undefined, '', '-1', '1.5', 'soon', '12abc']) expect(parseRetryAfter(v, now)).toBeUndefined();
+    for (const v of [undefined, '', '-1', '1.5', 'soon', '12abc'])
+      expect(parseRetryAfter(v, now)).toBeUndefined();
   });
 });

@@ -15,13 +15,19 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 export function decodeDataUri(uri: unknown): DecodedImage | string {
   if (typeof uri !== 'string') return 'dataUri is missing or not a string';
   const comma = uri.indexOf(',');
-  if (!uri.startsWith('data:') || comma < 0) return 'dataUri does not start with "data:<mime>;base64,"';
-  const header = uri.slice(5, comma).split(';').map((s) => s.trim().toLowerCase());
+  if (!uri.startsWith('data:') || comma < 0)
+    return 'dataUri does not start with "data:<mime>;base64,"';
+  const header = uri
+    .slice(5, comma)
+    .split(';')
+    .map((s) => s.trim().toLowerCase());
   const mime = header[0] === 'image/jpg' ? 'image/jpeg' : (header[0] ?? '');
   if (!header.includes('base64')) return 'dataUri is not base64-encoded';
-  if (!isImageMime(mime)) return `dataUri has unsupported mime type ${JSON.stringify(mime.slice(0, 50))}`;
+  if (!isImageMime(mime))
+    return `dataUri has unsupported mime type ${JSON.stringify(mime.slice(0, 50))}`;
   const data = uri.slice(comma + 1).replace(/\s+/g, '');
-  if (data.length === 0 || data.length % 4 !== 0 || !BASE64.test(data)) return 'dataUri has invalid base64 data';
+  if (data.length === 0 || data.length % 4 !== 0 || !BASE64.test(data))
+    return 'dataUri has invalid base64 data';
   const bytes = Buffer.from(data, 'base64');
   if (bytes.length === 0) return 'dataUri holds no data';
   if (!looksLike(mime, bytes)) return `dataUri data is not a ${mime} file`;
@@ -39,7 +45,9 @@ function looksLike(mime: ImageMime, b: Buffer): boolean {
       return b.subarray(0, 5).toString('latin1') === '%PDF-';
     case 'image/svg+xml': {
       const head = b.subarray(0, 1024).toString('utf8');
-      return /<svg[\s>]/i.test(head) || (/^\s*(<\?xml|<!--|<!DOCTYPE)/i.test(head) && b.includes('<svg'));
+      return (
+        /<svg[\s>]/i.test(head) || (/^\s*(<\?xml|<!--|<!DOCTYPE)/i.test(head) && b.includes('<svg'))
+      );
     }
   }
 }

@@ -34,9 +34,17 @@ interface ImageHeaders {
 const imageHeaders = new WeakMap<ImageEntry, ImageHeaders>();
 
 const notFound = (id: string, why: string): AppError =>
-  new AppError(404, 'Not found', `Image ${id} ${why}. POST the query to /requests again for a new id.`, ['path', 'id']);
+  new AppError(
+    404,
+    'Not found',
+    `Image ${id} ${why}. POST the query to /requests again for a new id.`,
+    ['path', 'id'],
+  );
 
-export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config: Config }> = async (app, { cache, config }) => {
+export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config: Config }> = async (
+  app,
+  { cache, config },
+) => {
   const waitSeconds = Math.ceil(config.entryWaitTimeoutMs / 1000);
 
   app.get(
@@ -49,9 +57,17 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
           `(up to ENTRY_WAIT_TIMEOUT, now ${waitSeconds} s) and answers 504 with Retry-After if it is still pending then. ` +
           "If Kentik answered with an error, that error is served with Kentik's status code until the id expires.",
         tags: ['images'],
-        params: Type.Object({ id: Type.String({ description: 'Image id, <sha256>_<expiry epoch seconds>' }) }),
+        params: Type.Object({
+          id: Type.String({ description: 'Image id, <sha256>_<expiry epoch seconds>' }),
+        }),
         headers: Type.Object({ 'if-none-match': Type.Optional(Type.String()) }),
-        produces: ['image/png', 'image/jpeg', 'image/svg+xml', 'application/pdf', 'application/json'],
+        produces: [
+          'image/png',
+          'image/jpeg',
+          'image/svg+xml',
+          'application/pdf',
+          'application/json',
+        ],
         response: {
           200: {
             description: 'The image (PNG, JPEG, SVG or PDF), with ETag, Cache-Control and Expires',
@@ -63,10 +79,14 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
             },
           },
           304: { description: 'Not modified (If-None-Match matched the ETag)', type: 'null' },
-          '4XX': errorResponse("Unknown, malformed or expired id (404), or Kentik's own error for this query (400, 401, 403, 429…)"),
+          '4XX': errorResponse(
+            "Unknown, malformed or expired id (404), or Kentik's own error for this query (400, 401, 403, 429…)",
+          ),
           502: errorResponse('Kentik answered with something that is not an image'),
           503: errorResponse('The service is shutting down; retry'),
-          504: errorResponse('Kentik did not answer in time, or the image is still pending after ENTRY_WAIT_TIMEOUT'),
+          504: errorResponse(
+            'Kentik did not answer in time, or the image is still pending after ENTRY_WAIT_TIMEOUT',
+          ),
           507: errorResponse('The image could not be stored (disk full)'),
           '5XX': errorResponse("Kentik's own server error for this query"),
         },
@@ -82,7 +102,11 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
   );
 
   async function serve(reply: FastifyReply, id: string): Promise<FastifyReply> {
-    if (!parseId(id)) throw notFound(id.slice(0, 100), 'is not a valid image id (expected <64 hex digits>_<epoch seconds>)');
+    if (!parseId(id))
+      throw notFound(
+        id.slice(0, 100),
+        'is not a valid image id (expected <64 hex digits>_<epoch seconds>)',
+      );
     let found = await cache.lookup(id);
     if (found.kind === 'pending') {
       // Event-driven wait; the client going away ends it at once and leaves nothing behind.
@@ -110,9 +134,15 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
         );
       case 'pending':
         if (cache.closing) {
-          throw new AppError(503, 'Service unavailable', 'The service is restarting; the image is still being fetched. Retry in a few seconds.', ['path', 'id'], {
-            headers: { 'retry-after': '5' },
-          });
+          throw new AppError(
+            503,
+            'Service unavailable',
+            'The service is restarting; the image is still being fetched. Retry in a few seconds.',
+            ['path', 'id'],
+            {
+              headers: { 'retry-after': '5' },
+            },
+          );
         }
         throw new AppError(
           504,
@@ -123,13 +153,20 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
         );
       case 'error':
         reply.header('cache-control', 'no-store');
-        throw new AppError(found.entry.status, found.entry.errorType, found.entry.message, ['upstream']);
+        throw new AppError(found.entry.status, found.entry.errorType, found.entry.message, [
+          'upstream',
+        ]);
       case 'image':
         return sendImage(reply, id, found.entry, found.bytes);
     }
   }
 
-  function sendImage(reply: FastifyReply, id: string, entry: ImageEntry, bytes: Buffer): FastifyReply {
+  function sendImage(
+    reply: FastifyReply,
+    id: string,
+    entry: ImageEntry,
+    bytes: Buffer,
+  ): FastifyReply {
     let h = imageHeaders.get(entry);
     if (!h) {
       h = {

@@ -10,13 +10,18 @@ const MAX_LIMIT = 100_000;
 const EntryInfo = Type.Object({
   id: Type.String(),
   type: Type.Union([Type.Literal('image'), Type.Literal('api_error'), Type.Literal('api_request')]),
-  size: Type.Integer({ description: 'Bytes of image data (image), of the error message (api_error), or 0 (pending)' }),
+  size: Type.Integer({
+    description: 'Bytes of image data (image), of the error message (api_error), or 0 (pending)',
+  }),
   expiration: Type.Number({ description: 'Expiry as unix epoch seconds' }),
   mime: Type.Optional(Type.String()),
   status: Type.Optional(Type.Integer({ description: 'HTTP status served for an api_error entry' })),
 });
 
-export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = async (app, { cache }) => {
+export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = async (
+  app,
+  { cache },
+) => {
   app.get(
     '/info',
     {
@@ -25,7 +30,12 @@ export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = asyn
         description: `Counts of live entries and up to \`limit\` entries of each list (default ${DEFAULT_LIMIT}), soonest-expiring first is not guaranteed: order is insertion order.`,
         tags: ['operations'],
         querystring: Type.Object({
-          limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$', description: `Entries per list, 0–${MAX_LIMIT} (default ${DEFAULT_LIMIT})` })),
+          limit: Type.Optional(
+            Type.String({
+              pattern: '^[0-9]{1,6}$',
+              description: `Entries per list, 0–${MAX_LIMIT} (default ${DEFAULT_LIMIT})`,
+            }),
+          ),
         }),
         response: {
           200: Type.Object({
@@ -33,7 +43,9 @@ export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = asyn
             pending_count: Type.Integer({ description: 'Entries waiting for Kentik' }),
             active_entries: Type.Array(EntryInfo),
             pending_entries: Type.Array(EntryInfo),
-            stored_bytes: Type.Integer({ description: 'Bytes of image data on disk (shared images counted once)' }),
+            stored_bytes: Type.Integer({
+              description: 'Bytes of image data on disk (shared images counted once)',
+            }),
             limit: Type.Integer(),
             truncated: Type.Boolean({ description: 'True when a list was cut at `limit`' }),
           }),
@@ -42,7 +54,10 @@ export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = asyn
       },
     },
     async (request) => {
-      const limit = Math.min(MAX_LIMIT, request.query.limit === undefined ? DEFAULT_LIMIT : Number(request.query.limit));
+      const limit = Math.min(
+        MAX_LIMIT,
+        request.query.limit === undefined ? DEFAULT_LIMIT : Number(request.query.limit),
+      );
       const now = Date.now();
       const active: ReturnType<typeof describe>[] = [];
       const pending: ReturnType<typeof describe>[] = [];
@@ -68,7 +83,11 @@ export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = asyn
 };
 
 function describe(entry: Entry) {
-  const base = { id: entry.id, type: INFO_TYPE[entry.kind] as 'image' | 'api_error' | 'api_request', expiration: entry.expiresAt / 1000 };
+  const base = {
+    id: entry.id,
+    type: INFO_TYPE[entry.kind] as 'image' | 'api_error' | 'api_request',
+    expiration: entry.expiresAt / 1000,
+  };
   switch (entry.kind) {
     case 'image':
       return { ...base, size: entry.size, mime: entry.mime };

@@ -9,10 +9,11 @@ import { errorResponse } from './schemas.ts';
 
 const favicon = readFileSync(new URL('../../assets/favicon.ico', import.meta.url));
 
-export const operationRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; store: Store; metrics: Metrics }> = async (
-  app,
-  { cache, store, metrics },
-) => {
+export const operationRoutes: FastifyPluginAsyncTypebox<{
+  cache: ImageCache;
+  store: Store;
+  metrics: Metrics;
+}> = async (app, { cache, store, metrics }) => {
   app.get(
     '/healthz',
     {
@@ -33,16 +34,24 @@ export const operationRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; sto
         tags: ['operations'],
         response: {
           200: Type.Object({ status: Type.Literal('ready'), entries: Type.Integer() }),
-          503: errorResponse('Shutting down, or the cache directory cannot be written (disk full, permissions)'),
+          503: errorResponse(
+            'Shutting down, or the cache directory cannot be written (disk full, permissions)',
+          ),
         },
       },
     },
     async () => {
-      if (cache.closing) throw new AppError(503, 'Not ready', 'The service is shutting down.', ['service']);
+      if (cache.closing)
+        throw new AppError(503, 'Not ready', 'The service is shutting down.', ['service']);
       try {
         await store.checkWritable();
       } catch (err) {
-        throw new AppError(503, 'Not ready', `The cache storage cannot be written: ${(err as Error).message}. Free disk space or fix permissions of CACHE_PATH.`, ['storage']);
+        throw new AppError(
+          503,
+          'Not ready',
+          `The cache storage cannot be written: ${(err as Error).message}. Free disk space or fix permissions of CACHE_PATH.`,
+          ['storage'],
+        );
       }
       return { status: 'ready' as const, entries: cache.entries.size };
     },
@@ -60,10 +69,7 @@ export const operationRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; sto
     },
   );
 
-  app.get(
-    '/favicon.ico',
-    { schema: { hide: true } },
-    async (_request, reply) =>
-      reply.type('image/x-icon').header('cache-control', 'public, max-age=86400').send(favicon),
+  app.get('/favicon.ico', { schema: { hide: true } }, async (_request, reply) =>
+    reply.type('image/x-icon').header('cache-control', 'public, max-age=86400').send(favicon),
   );
 };

@@ -10,10 +10,10 @@ import { errorResponse } from './schemas.ts';
 /** Kentik queries nest 5–6 levels; anything deeper is not a query and would cost stack to hash. */
 const MAX_QUERY_DEPTH = 64;
 
-export const requestRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config: Config }> = async (
-  app,
-  { cache, config },
-) => {
+export const requestRoutes: FastifyPluginAsyncTypebox<{
+  cache: ImageCache;
+  config: Config;
+}> = async (app, { cache, config }) => {
   app.post(
     '/requests',
     {
@@ -31,7 +31,19 @@ export const requestRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; confi
               description: 'The Kentik topXchart query, forwarded to Kentik unchanged',
               examples: [
                 {
-                  queries: [{ bucket: 'Left +Y Axis', isOverlay: false, query: { metric: ['bytes'], dimension: ['Traffic'], topx: 8, lookback_seconds: 3600, viz_type: 'stackedArea' } }],
+                  queries: [
+                    {
+                      bucket: 'Left +Y Axis',
+                      isOverlay: false,
+                      query: {
+                        metric: ['bytes'],
+                        dimension: ['Traffic'],
+                        topx: 8,
+                        lookback_seconds: 3600,
+                        viz_type: 'stackedArea',
+                      },
+                    },
+                  ],
                   imageType: 'png',
                 },
               ],
@@ -46,7 +58,12 @@ export const requestRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; confi
           ),
         }),
         response: {
-          200: Type.Object({ id: Type.String({ pattern: ID_PATTERN_SOURCE, description: '<sha256 of the query>_<expiry epoch seconds>' }) }),
+          200: Type.Object({
+            id: Type.String({
+              pattern: ID_PATTERN_SOURCE,
+              description: '<sha256 of the query>_<expiry epoch seconds>',
+            }),
+          }),
           400: errorResponse('The body is not JSON, or api_query / ttl are missing or invalid'),
           413: errorResponse('The body is larger than 1 MiB'),
           415: errorResponse('The Content-Type is not application/json'),
@@ -56,7 +73,12 @@ export const requestRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; confi
     async (request) => {
       const { api_query: query, ttl = config.defaultTtl } = request.body;
       if (depthExceeds(query, MAX_QUERY_DEPTH)) {
-        throw new AppError(400, 'Validation error', `api_query is nested deeper than ${MAX_QUERY_DEPTH} levels; a Kentik query is a shallow JSON object.`, ['body', 'api_query']);
+        throw new AppError(
+          400,
+          'Validation error',
+          `api_query is nested deeper than ${MAX_QUERY_DEPTH} levels; a Kentik query is a shallow JSON object.`,
+          ['body', 'api_query'],
+        );
       }
       const { id, result } = await cache.request(query, ttl).catch((err: unknown) => {
         if (!(err instanceof UncanonicalQueryError)) throw err;
@@ -80,7 +102,8 @@ function depthExceeds(value: unknown, max: number): boolean {
     const [v, depth] = stack.pop()!;
     if (typeof v !== 'object' || v === null) continue;
     if (depth > max) return true;
-    for (const child of Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    for (const child of Object.values(v))
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
   }
   return false;
 }

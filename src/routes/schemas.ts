@@ -2,7 +2,9 @@ import { Type } from 'typebox';
 
 export const ErrorBody = Type.Object(
   {
-    type: Type.String({ description: 'Error category, e.g. "Validation error", "Kentik API error"' }),
+    type: Type.String({
+      description: 'Error category, e.g. "Validation error", "Kentik API error"',
+    }),
     loc: Type.Array(Type.Union([Type.String(), Type.Integer()]), {
       description: 'Where the problem is, e.g. ["body", "ttl"] or ["upstream"]',
     }),

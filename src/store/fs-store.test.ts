@@ -63,7 +63,16 @@ describe('FsStore specifics', () => {
     expect(entries).toHaveLength(2);
     expect(quarantined.map((q) => q.name)).toEqual(['index.snapshot']);
     // A valid header with a torn last line: the good lines count, the torn one is read from its file.
-    const errorEntry = { id: a.id, hash: a.hash, expiresAt: a.expiresAt, createdAt: a.createdAt, kind: 'error' as const, status: 500, errorType: 'Kentik API error', message: 'x' };
+    const errorEntry = {
+      id: a.id,
+      hash: a.hash,
+      expiresAt: a.expiresAt,
+      createdAt: a.createdAt,
+      kind: 'error' as const,
+      status: 500,
+      errorType: 'Kentik API error',
+      message: 'x',
+    };
     await store.putEntry(errorEntry);
     await store.checkpoint([errorEntry]);
     const text = await readFile(snapshot, 'utf8');

@@ -41,17 +41,20 @@ export class FsStore implements Store {
   }
 
   async open(): Promise<void> {
-    for (const dir of [this.#entries, this.#blobs, this.#quarantine]) await fs.mkdir(dir, { recursive: true });
+    for (const dir of [this.#entries, this.#blobs, this.#quarantine])
+      await fs.mkdir(dir, { recursive: true });
   }
 
   #entryPath(id: string): string {
     // Ids are validated by the caller too; this second check keeps the store safe on its own.
-    if (!ID_PATTERN.test(id)) throw new RangeError(`invalid entry id ${JSON.stringify(id.slice(0, 100))}`);
+    if (!ID_PATTERN.test(id))
+      throw new RangeError(`invalid entry id ${JSON.stringify(id.slice(0, 100))}`);
     return path.join(this.#entries, id + ENTRY_SUFFIX);
   }
 
   #blobPath(digest: string): string {
-    if (!DIGEST_PATTERN.test(digest)) throw new RangeError(`invalid blob digest ${JSON.stringify(digest.slice(0, 100))}`);
+    if (!DIGEST_PATTERN.test(digest))
+      throw new RangeError(`invalid blob digest ${JSON.stringify(digest.slice(0, 100))}`);
     return path.join(this.#blobs, digest);
   }
 
@@ -80,7 +83,10 @@ export class FsStore implements Store {
     const quarantined: Quarantined[] = [];
     for (const { name, reason } of bad) {
       const inRoot = name === SNAPSHOT;
-      const movedTo = await this.#moveAside(path.join(inRoot ? this.root : this.#entries, name), name);
+      const movedTo = await this.#moveAside(
+        path.join(inRoot ? this.root : this.#entries, name),
+        name,
+      );
       quarantined.push({ name: inRoot ? name : path.join('entries', name), reason, movedTo });
     }
     return { entries, quarantined };
@@ -93,7 +99,10 @@ export class FsStore implements Store {
    * Pending entries and files newer than the snapshot are read from their own files. A snapshot
    * that cannot be read is quarantined and ignored: it is only a shortcut.
    */
-  async #readSnapshot(names: Set<string>, bad: Array<{ name: string; reason: string }>): Promise<{ entries: Entry[]; covered: Set<string> }> {
+  async #readSnapshot(
+    names: Set<string>,
+    bad: Array<{ name: string; reason: string }>,
+  ): Promise<{ entries: Entry[]; covered: Set<string> }> {
     const entries: Entry[] = [];
     const covered = new Set<string>();
     let data: Buffer;
@@ -153,14 +162,21 @@ export class FsStore implements Store {
       await handle?.close().catch(() => {});
       await fs.rm(temp, { force: true }).catch(() => {});
       const code = (err as NodeJS.ErrnoException).code;
-      throw new StoreWriteError(`could not write ${SNAPSHOT}: ${code ?? (err as Error).message}`, code, { cause: err });
+      throw new StoreWriteError(
+        `could not write ${SNAPSHOT}: ${code ?? (err as Error).message}`,
+        code,
+        { cause: err },
+      );
     } finally {
       this.#activeTemps.delete(temp);
     }
   }
 
   async #moveAside(file: string, name: string): Promise<string> {
-    const target = path.join(this.#quarantine, `${name}.${Date.now()}.${randomBytes(3).toString('hex')}`);
+    const target = path.join(
+      this.#quarantine,
+      `${name}.${Date.now()}.${randomBytes(3).toString('hex')}`,
+    );
     try {
       await fs.rename(file, target);
     } catch (err) {
@@ -259,9 +275,13 @@ export class FsStore implements Store {
       await handle?.close().catch(() => {});
       await fs.rm(temp, { force: true }).catch(() => {});
       const code = (err as NodeJS.ErrnoException).code;
-      throw new StoreWriteError(`could not write ${path.relative(this.root, target)}: ${code ?? (err as Error).message}`, code, {
-        cause: err,
-      });
+      throw new StoreWriteError(
+        `could not write ${path.relative(this.root, target)}: ${code ?? (err as Error).message}`,
+        code,
+        {
+          cause: err,
+        },
+      );
     } finally {
       this.#activeTemps.delete(temp);
     }

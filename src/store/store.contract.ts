@@ -9,14 +9,24 @@ export interface StoreHarness {
   /** A fresh, empty store. */
   create(): Promise<Store>;
   /** Plants an unreadable record (garbage, truncated, wrong version) the way this backend can get one. */
-  plantBadRecord?(store: Store, kind: 'garbage' | 'empty' | 'truncated' | 'wrong-version'): Promise<void>;
+  plantBadRecord?(
+    store: Store,
+    kind: 'garbage' | 'empty' | 'truncated' | 'wrong-version',
+  ): Promise<void>;
   cleanup?(): Promise<void>;
 }
 
 const hash = (n: number): string => bytesDigest(Buffer.from(`query ${n}`));
 
 export function pendingEntry(n: number, expiresAt = Date.now() + 60_000): PendingEntry {
-  return { id: formatId(hash(n), expiresAt), hash: hash(n), expiresAt: Math.round(expiresAt), createdAt: Date.now(), kind: 'pending', query: { n } };
+  return {
+    id: formatId(hash(n), expiresAt),
+    hash: hash(n),
+    expiresAt: Math.round(expiresAt),
+    createdAt: Date.now(),
+    kind: 'pending',
+    query: { n },
+  };
 }
 
 export function imageEntry(n: number, bytes: Buffer, expiresAt = Date.now() + 60_000): ImageEntry {
@@ -56,21 +66,32 @@ export function storeContract(name: string, harness: StoreHarness): void {
       const entries: Entry[] = [
         pendingEntry(1),
         imageEntry(2, bytes),
-        (({ query: _q, ...rest }) => ({ ...rest, kind: 'error', status: 429, errorType: 'Kentik API error', message: 'rate limited' }) as Entry)(
-          pendingEntry(3),
-        ),
+        (({ query: _q, ...rest }) =>
+          ({
+            ...rest,
+            kind: 'error',
+            status: 429,
+            errorType: 'Kentik API error',
+            message: 'rate limited',
+          }) as Entry)(pendingEntry(3)),
       ];
       for (const e of entries) await store.putEntry(e);
       for (const e of entries) expect(await store.getEntry(e.id)).toEqual(e);
       const { entries: loaded, quarantined } = await store.loadEntries();
       expect(quarantined).toEqual([]);
-      expect(loaded.sort((a, b) => a.id.localeCompare(b.id))).toEqual([...entries].sort((a, b) => a.id.localeCompare(b.id)));
+      expect(loaded.sort((a, b) => a.id.localeCompare(b.id))).toEqual(
+        [...entries].sort((a, b) => a.id.localeCompare(b.id)),
+      );
     });
 
     it('overwrites an entry in place (pending → image)', async () => {
       const p = pendingEntry(4);
       await store.putEntry(p);
-      const img: ImageEntry = { ...imageEntry(4, randomBytes(10)), id: p.id, expiresAt: p.expiresAt };
+      const img: ImageEntry = {
+        ...imageEntry(4, randomBytes(10)),
+        id: p.id,
+        expiresAt: p.expiresAt,
+      };
       await store.putEntry(img);
       expect(await store.getEntry(p.id)).toEqual(img);
       expect((await store.loadEntries()).entries).toHaveLength(1);
@@ -125,11 +146,17 @@ export function storeContract(name: string, harness: StoreHarness): void {
       await store.deleteEntry(deleted.id);
       const later = imageEntry(23, bytes);
       await store.putEntry(later);
-      const finished: ImageEntry = { ...imageEntry(22, bytes), id: pending.id, expiresAt: pending.expiresAt };
+      const finished: ImageEntry = {
+        ...imageEntry(22, bytes),
+        id: pending.id,
+        expiresAt: pending.expiresAt,
+      };
       await store.putEntry(finished);
       const { entries, quarantined } = await store.loadEntries();
       expect(quarantined).toEqual([]);
-      expect(entries.sort((a, b) => a.id.localeCompare(b.id))).toEqual([kept, later, finished].sort((a, b) => a.id.localeCompare(b.id)));
+      expect(entries.sort((a, b) => a.id.localeCompare(b.id))).toEqual(
+        [kept, later, finished].sort((a, b) => a.id.localeCompare(b.id)),
+      );
     });
 
     it('reports writability', async () => {
@@ -139,7 +166,11 @@ export function storeContract(name: string, harness: StoreHarness): void {
 
     it('keeps concurrent writes whole', async () => {
       const p = pendingEntry(6);
-      const versions = Array.from({ length: 20 }, (_, i) => ({ ...p, createdAt: i, query: { blob: 'x'.repeat(10_000 + i) } }));
+      const versions = Array.from({ length: 20 }, (_, i) => ({
+        ...p,
+        createdAt: i,
+        query: { blob: 'x'.repeat(10_000 + i) },
+      }));
       await Promise.all(versions.map((v) => store.putEntry(v)));
       const got = await store.getEntry(p.id);
       expect(versions).toContainEqual(got);
@@ -149,7 +180,8 @@ export function storeContract(name: string, harness: StoreHarness): void {
       it('quarantines unreadable records and loads the rest', async () => {
         const good = pendingEntry(7);
         await store.putEntry(good);
-        for (const kind of ['garbage', 'empty', 'truncated', 'wrong-version'] as const) await harness.plantBadRecord!(store, kind);
+        for (const kind of ['garbage', 'empty', 'truncated', 'wrong-version'] as const)
+          await harness.plantBadRecord!(store, kind);
         const { entries, quarantined } = await store.loadEntries();
         expect(entries).toEqual([good]);
         expect(quarantined).toHaveLength(4);

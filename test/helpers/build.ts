@@ -33,7 +33,10 @@ export function buildService(): Promise<string> {
       logLevel: 'warning',
     });
     const code = result.outputFiles[0]!.contents;
-    const dir = path.join(os.tmpdir(), `kic-build-${createHash('sha256').update(ROOT).update(code).digest('hex').slice(0, 16)}`);
+    const dir = path.join(
+      os.tmpdir(),
+      `kic-build-${createHash('sha256').update(ROOT).update(code).digest('hex').slice(0, 16)}`,
+    );
     const outfile = path.join(dir, 'dist', 'bin', 'server.mjs');
     if (!existsSync(outfile)) {
       mkdirSync(path.dirname(outfile), { recursive: true });

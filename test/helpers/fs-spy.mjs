@@ -11,9 +11,35 @@ import process from 'node:process';
 import { URL, fileURLToPath } from 'node:url';
 
 const PATH_FUNCTIONS = [
-  'access', 'appendFile', 'chmod', 'chown', 'copyFile', 'cp', 'exists', 'lchown', 'link', 'lstat', 'lutimes',
-  'mkdir', 'mkdtemp', 'open', 'opendir', 'readdir', 'readFile', 'readlink', 'realpath', 'rename', 'rm', 'rmdir',
-  'stat', 'statfs', 'symlink', 'truncate', 'unlink', 'utimes', 'writeFile',
+  'access',
+  'appendFile',
+  'chmod',
+  'chown',
+  'copyFile',
+  'cp',
+  'exists',
+  'lchown',
+  'link',
+  'lstat',
+  'lutimes',
+  'mkdir',
+  'mkdtemp',
+  'open',
+  'opendir',
+  'readdir',
+  'readFile',
+  'readlink',
+  'realpath',
+  'rename',
+  'rm',
+  'rmdir',
+  'stat',
+  'statfs',
+  'symlink',
+  'truncate',
+  'unlink',
+  'utimes',
+  'writeFile',
 ];
 const TWO_PATHS = new Set(['copyFile', 'cp', 'link', 'rename', 'symlink']);
 
@@ -27,7 +53,10 @@ function asPath(arg) {
 function record(fn, base, args) {
   for (const arg of args.slice(0, TWO_PATHS.has(base) ? 2 : 1)) {
     const p = asPath(arg);
-    if (p !== undefined) process.stderr.write(`KIC_FS_SPY ${JSON.stringify({ t: Date.now(), fn, path: path.resolve(p) })}\n`);
+    if (p !== undefined)
+      process.stderr.write(
+        `KIC_FS_SPY ${JSON.stringify({ t: Date.now(), fn, path: path.resolve(p) })}\n`,
+      );
   }
 }
 
@@ -51,6 +80,7 @@ for (const name of PATH_FUNCTIONS) {
   wrap(fs, `${name}Sync`, `${name}Sync`, name);
   wrap(fs.promises, name, `promises.${name}`, name);
 }
-for (const name of ['createReadStream', 'createWriteStream', 'watch', 'watchFile']) wrap(fs, name, name);
+for (const name of ['createReadStream', 'createWriteStream', 'watch', 'watchFile'])
+  wrap(fs, name, name);
 // Named ESM imports of node:fs (`import { openSync } from 'node:fs'`) see the wrapped functions too.
 syncBuiltinESMExports();

@@ -13,7 +13,9 @@ const realFetch = globalThis.fetch;
 globalThis.fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
   const res = await realFetch(input, init);
   const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-  const svc = startedServices().find((s) => s.url !== '' && s.token !== '' && url.startsWith(s.url));
+  const svc = startedServices().find(
+    (s) => s.url !== '' && s.token !== '' && url.startsWith(s.url),
+  );
   if (!svc) return res;
   for (const [name, value] of res.headers) {
     if (value.includes(svc.token)) leaks.push(`header ${name} of ${url}`);
@@ -23,7 +25,8 @@ globalThis.fetch = async (input: string | URL | Request, init?: RequestInit): Pr
     .arrayBuffer()
     .then(
       (body) => {
-        if (Buffer.from(body).includes(svc.token)) leaks.push(`body of ${init?.method ?? 'GET'} ${url.slice(0, 200)}`);
+        if (Buffer.from(body).includes(svc.token))
+          leaks.push(`body of ${init?.method ?? 'GET'} ${url.slice(0, 200)}`);
       },
       () => {}, // aborted or reset: nothing was answered
     )
@@ -39,7 +42,10 @@ afterAll(async () => {
   for (const svc of startedServices()) {
     if (svc.token === '') continue;
     const lines = svc.output.filter((l) => l.includes(svc.token));
-    if (lines.length > 0) where.push(`${lines.length} output line(s) of the service on ${svc.url || svc.cachePath}, e.g. ${lines[0]!.slice(0, 300)}`);
+    if (lines.length > 0)
+      where.push(
+        `${lines.length} output line(s) of the service on ${svc.url || svc.cachePath}, e.g. ${lines[0]!.slice(0, 300)}`,
+      );
   }
   if (where.length > 0) throw new Error(`the Kentik token leaked into: \n  ${where.join('\n  ')}`);
 });

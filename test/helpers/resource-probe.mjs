@@ -13,8 +13,17 @@ process.on('SIGUSR2', () => {
   setImmediate(() => {
     globalThis.gc?.();
     const resources = {};
-    for (const type of process.getActiveResourcesInfo()) resources[type] = (resources[type] ?? 0) + 1;
-    const line = { level: 30, time: Date.now(), msg: 'resource probe', seq: ++seq, gc: typeof globalThis.gc === 'function', heapUsed: process.memoryUsage().heapUsed, resources };
+    for (const type of process.getActiveResourcesInfo())
+      resources[type] = (resources[type] ?? 0) + 1;
+    const line = {
+      level: 30,
+      time: Date.now(),
+      msg: 'resource probe',
+      seq: ++seq,
+      gc: typeof globalThis.gc === 'function',
+      heapUsed: process.memoryUsage().heapUsed,
+      resources,
+    };
     process.stderr.write(`${JSON.stringify(line)}\n`);
   });
 });

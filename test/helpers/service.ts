@@ -62,7 +62,10 @@ export interface StartOptions {
  * Starts the real service as a child process (from source, via tsx) on a free port and resolves
  * once it listens. It runs in an empty working directory, so no developer .env leaks in.
  */
-export async function startService(env: Record<string, string>, opts: StartOptions = {}): Promise<Service> {
+export async function startService(
+  env: Record<string, string>,
+  opts: StartOptions = {},
+): Promise<Service> {
   const cachePath = opts.cachePath ?? tempDir('kic-cache-');
   const cwd = tempDir('kic-cwd-');
   const fullEnv: Record<string, string> = {
@@ -76,8 +79,15 @@ export async function startService(env: Record<string, string>, opts: StartOptio
     LOG_LEVEL: 'debug',
     ...env,
   };
-  const args = [...(opts.nodeArgs ?? []), ...(opts.entry ? [opts.entry] : ['--import', TSX, SERVER])];
-  const proc = spawn(process.execPath, args, { cwd, env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [
+    ...(opts.nodeArgs ?? []),
+    ...(opts.entry ? [opts.entry] : ['--import', TSX, SERVER]),
+  ];
+  const proc = spawn(process.execPath, args, {
+    cwd,
+    env: fullEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const output: string[] = [];
   const listeners = new Set<(line: string) => void>();
   const collect = (stream: NodeJS.ReadableStream | null): void => {
@@ -120,7 +130,11 @@ export async function startService(env: Record<string, string>, opts: StartOptio
       }
       const timer = setTimeout(() => {
         listeners.delete(onLine);
-        reject(new Error(`no matching log line within ${timeoutMs} ms; output:\n${output.slice(-30).join('\n')}`));
+        reject(
+          new Error(
+            `no matching log line within ${timeoutMs} ms; output:\n${output.slice(-30).join('\n')}`,
+          ),
+        );
       }, timeoutMs);
       const onLine = (line: string): void => {
         const l = parse(line);
@@ -135,7 +149,11 @@ export async function startService(env: Record<string, string>, opts: StartOptio
         if (!listeners.has(onLine)) return;
         clearTimeout(timer);
         listeners.delete(onLine);
-        reject(new Error(`service exited before the awaited log line; output:\n${output.slice(-30).join('\n')}`));
+        reject(
+          new Error(
+            `service exited before the awaited log line; output:\n${output.slice(-30).join('\n')}`,
+          ),
+        );
       });
     });
 
@@ -160,7 +178,11 @@ export async function startService(env: Record<string, string>, opts: StartOptio
   return service;
 }
 
-export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; headers: Headers }> {
+export async function postJson(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; json: any; headers: Headers }> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -178,21 +200,34 @@ export async function postJson(url: string, body: unknown, headers: Record<strin
 
 /** POSTs a query and returns the id, failing loudly on anything but 200. */
 export async function requestImage(url: string, apiQuery: unknown, ttl?: number): Promise<string> {
-  const r = await postJson(`${url}/requests`, ttl === undefined ? { api_query: apiQuery } : { api_query: apiQuery, ttl });
-  if (r.status !== 200) throw new Error(`POST /requests answered ${r.status}: ${JSON.stringify(r.json)}`);
+  const r = await postJson(
+    `${url}/requests`,
+    ttl === undefined ? { api_query: apiQuery } : { api_query: apiQuery, ttl },
+  );
+  if (r.status !== 200)
+    throw new Error(`POST /requests answered ${r.status}: ${JSON.stringify(r.json)}`);
   return r.json.id as string;
 }
 
-export async function getImage(url: string, id: string, init: RequestInit = {}): Promise<{ status: number; bytes: Buffer; headers: Headers; json: any }> {
+export async function getImage(
+  url: string,
+  id: string,
+  init: RequestInit = {},
+): Promise<{ status: number; bytes: Buffer; headers: Headers; json: any }> {
   const res = await fetch(`${url}/image/${id}`, init);
   const bytes = Buffer.from(await res.arrayBuffer());
   let json: any;
-  if ((res.headers.get('content-type') ?? '').includes('json')) json = JSON.parse(bytes.toString('utf8'));
+  if ((res.headers.get('content-type') ?? '').includes('json'))
+    json = JSON.parse(bytes.toString('utf8'));
   return { status: res.status, bytes, headers: res.headers, json };
 }
 
 /** Reads one sample's value from the Prometheus text format. */
-export async function metric(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+export async function metric(
+  url: string,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   let total = 0;
   for (const line of text.split('\n')) {
@@ -200,14 +235,20 @@ export async function metric(url: string, name: string, labels: Record<string, s
     const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$/.exec(line);
     if (!m || m[1] !== name) continue;
     const lbl = m[2] ?? '';
-    if (Object.entries(labels).every(([k, v]) => lbl.includes(`${k}="${v}"`))) total += Number(m[3]);
+    if (Object.entries(labels).every(([k, v]) => lbl.includes(`${k}="${v}"`)))
+      total += Number(m[3]);
   }
   return total;
 }
 
 /** A valid Kentik topXchart query (the simulator's fixture); `n` makes it unique. */
 export function kentikQuery(n: number | string = 0, imageType = 'png'): Record<string, unknown> {
-  return { ...sampleRequest({ query_title: `test query ${n}` }, { imageType: imageType as KentikRequest['imageType'] }) };
+  return {
+    ...sampleRequest(
+      { query_title: `test query ${n}` },
+      { imageType: imageType as KentikRequest['imageType'] },
+    ),
+  };
 }
 
 export const TEST_TOKEN = 'test-token-DO-NOT-LEAK';
@@ -215,7 +256,8 @@ export const TEST_TOKEN = 'test-token-DO-NOT-LEAK';
 /** The Kentik token must never reach a log line or an answer. */
 export function expectNoSecret(lines: string[], token = TEST_TOKEN): void {
   const leaks = lines.filter((l) => l.includes(token));
-  if (leaks.length > 0) throw new Error(`the Kentik token leaked into ${leaks.length} line(s), e.g.: ${leaks[0]}`);
+  if (leaks.length > 0)
+    throw new Error(`the Kentik token leaked into ${leaks.length} line(s), e.g.: ${leaks[0]}`);
 }
 
 export async function getJson(url: string): Promise<any> {
