@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queryHash } from '../src/cache/hash.ts';
+import { queryHash } from '../src/domain/hash.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 import {
   expectNoSecret,

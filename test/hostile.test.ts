@@ -11,7 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ID_PATTERN } from '../src/cache/ids.ts';
+import { ID_PATTERN } from '../src/domain/ids.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 import { buildService } from './helpers/build.ts';
 import {

@@ -5,7 +5,7 @@
  * ends in an unhandled rejection or a dead process.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { queryHash } from '../src/cache/hash.ts';
+import { queryHash } from '../src/domain/hash.ts';
 import type { FaultConfig } from '../src/simulator/index.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 import {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { queryHash } from '../src/cache/hash.ts';
+import { queryHash } from '../src/domain/hash.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 import {
   expectNoSecret,

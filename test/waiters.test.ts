@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queryHash } from '../src/cache/hash.ts';
+import { queryHash } from '../src/domain/hash.ts';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
 import { buildService } from './helpers/build.ts';
 import {

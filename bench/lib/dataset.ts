@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { encodeEntry } from '../../src/cache/entry-codec.ts';
-import type { Entry } from '../../src/cache/entry.ts';
-import { queryHash } from '../../src/cache/hash.ts';
-import { formatId } from '../../src/cache/ids.ts';
+import { encodeEntry } from '../../src/domain/entry-codec.ts';
+import type { Entry } from '../../src/domain/entry.ts';
+import { queryHash } from '../../src/domain/hash.ts';
+import { formatId } from '../../src/domain/ids.ts';
 
 export interface DatasetMix {
   image: number;

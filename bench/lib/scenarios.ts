@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import { rmSync } from 'node:fs';
-import { queryHash } from '../../src/cache/hash.ts';
+import { queryHash } from '../../src/domain/hash.ts';
 import { FsStore } from '../../src/store/fs-store.ts';
 import { writeDataset, type Dataset } from './dataset.ts';
 import { metricValue, postRequest, request, scrape } from './http.ts';

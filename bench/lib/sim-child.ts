@@ -8,7 +8,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { queryHash } from '../../src/cache/hash.ts';
+import { queryHash } from '../../src/domain/hash.ts';
 import { CHART_PATH, startSimulator } from '../../src/simulator/index.ts';
 import { monoMs } from './util.ts';
 

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Store } from '../store/store.ts';
-import { bytesDigest } from './hash.ts';
+import { bytesDigest } from '../domain/hash.ts';
 
 /**
  * Image bytes by digest: a byte-bounded LRU in memory in front of the store. Bytes read from the

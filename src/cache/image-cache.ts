@@ -6,9 +6,9 @@ import type { Metrics } from '../metrics.ts';
 import type { Store } from '../store/store.ts';
 import { StoreWriteError } from '../store/store.ts';
 import { BlobCache } from './blobs.ts';
-import type { Entry, ErrorEntry, ImageEntry, ImageMime, PendingEntry } from './entry.ts';
-import { bytesDigest, queryHash } from './hash.ts';
-import { formatId } from './ids.ts';
+import type { Entry, ErrorEntry, ImageEntry, ImageMime, PendingEntry } from '../domain/entry.ts';
+import { bytesDigest, queryHash } from '../domain/hash.ts';
+import { formatId } from '../domain/ids.ts';
 import { Limiter } from './limiter.ts';
 import { Waiters, type WaitOutcome } from './waiters.ts';
 

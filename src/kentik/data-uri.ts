@@ -1,4 +1,4 @@
-import { isImageMime, type ImageMime } from '../cache/entry.ts';
+import { isImageMime, type ImageMime } from '../domain/entry.ts';
 
 export interface DecodedImage {
   mime: ImageMime;

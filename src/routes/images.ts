@@ -1,9 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
-import type { ImageEntry } from '../cache/entry.ts';
+import type { ImageEntry } from '../domain/entry.ts';
 import type { ImageCache, Lookup } from '../cache/image-cache.ts';
-import { parseId } from '../cache/ids.ts';
+import { parseId } from '../domain/ids.ts';
 import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
 import { errorResponse } from './schemas.ts';

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { INFO_TYPE, type Entry } from '../cache/entry.ts';
+import { INFO_TYPE, type Entry } from '../domain/entry.ts';
 import type { ImageCache } from '../cache/image-cache.ts';
 import { errorResponse } from './schemas.ts';
 

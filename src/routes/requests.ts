@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { UncanonicalQueryError } from '../cache/hash.ts';
+import { UncanonicalQueryError } from '../domain/hash.ts';
 import type { ImageCache } from '../cache/image-cache.ts';
-import { ID_PATTERN_SOURCE } from '../cache/ids.ts';
+import { ID_PATTERN_SOURCE } from '../domain/ids.ts';
 import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
 import { errorResponse } from './schemas.ts';

@@ -11,7 +11,7 @@ import {
   type ChartItem,
   type Plugin,
 } from 'chart.js';
-import { queryHash } from '../cache/hash.ts';
+import { queryHash } from '../domain/hash.ts';
 import { CHART_FONT, ensureFonts } from './fonts.ts';
 import { type ChartData, type TimeWindow, generateChartData } from './series.ts';
 import { chooseScale, formatValue } from './units.ts';

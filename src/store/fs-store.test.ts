@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { encodeEntry } from '../cache/entry-codec.ts';
+import { encodeEntry } from '../domain/entry-codec.ts';
 import { FsStore } from './fs-store.ts';
 import { pendingEntry, storeContract } from './store.contract.ts';
 

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, openSync, readFileSync, readSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Entry } from '../cache/entry.ts';
-import { decodeEntry, encodeEntry, ENTRY_FORMAT_VERSION } from '../cache/entry-codec.ts';
-import { ID_PATTERN } from '../cache/ids.ts';
+import type { Entry } from '../domain/entry.ts';
+import { decodeEntry, encodeEntry, ENTRY_FORMAT_VERSION } from '../domain/entry-codec.ts';
+import { ID_PATTERN } from '../domain/ids.ts';
 import { StoreWriteError, type LoadResult, type Quarantined, type Store } from './store.ts';
 
 const TEMP_PREFIX = '.tmp-';

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Entry, ImageEntry, PendingEntry } from '../cache/entry.ts';
-import { bytesDigest } from '../cache/hash.ts';
-import { formatId } from '../cache/ids.ts';
+import type { Entry, ImageEntry, PendingEntry } from '../domain/entry.ts';
+import { bytesDigest } from '../domain/hash.ts';
+import { formatId } from '../domain/ids.ts';
 import type { Store } from './store.ts';
 
 export interface StoreHarness {

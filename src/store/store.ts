@@ -1,4 +1,4 @@
-import type { Entry } from '../cache/entry.ts';
+import type { Entry } from '../domain/entry.ts';
 
 /** A file the store could not read as an entry; it was moved aside, never deleted. */
 export interface Quarantined {
