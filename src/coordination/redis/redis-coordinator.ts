@@ -172,6 +172,24 @@ export class RedisCoordinator implements Coordinator {
     }
   }
 
+  async getEntries(ids: string[]): Promise<Array<Entry | undefined>> {
+    const valid = ids.filter((id) => ID_PATTERN.test(id));
+    if (valid.length === 0) return ids.map(() => undefined);
+    const texts = (await this.#cmd(['MGET', ...valid.map((id) => `${this.#P}e:${id}`)])) as Array<
+      string | null
+    >;
+    const byId = new Map<string, Entry>();
+    texts.forEach((text, i) => {
+      if (!text) return;
+      try {
+        byId.set(valid[i]!, decodeEntry(text));
+      } catch {
+        // reported when the id itself is asked for
+      }
+    });
+    return ids.map((id) => byId.get(id));
+  }
+
   async renewLease(lease: Lease, now: number): Promise<boolean> {
     const r = await this.#eval(S.RENEW, [
       lease.hash,
