@@ -112,7 +112,7 @@ export class RedisCoordinator implements Coordinator {
       // No cause attached: the client's error objects hold its options, and so the URL.
       // eslint-disable-next-line preserve-caught-error
       throw new Error(
-        `Cannot reach Redis (REDIS_URL): ${(err as Error).message}. Check that Redis runs and REDIS_URL points to it.`,
+        `Cannot reach Redis (REDIS_URL): ${(err as Error).message}${this.#lastError ? ` (last error: ${this.#lastError})` : ''}. Check that Redis runs, that REDIS_URL points to it, and its password.`,
       );
     } finally {
       clearTimeout(timer);
