@@ -10,6 +10,9 @@ import Fastify, {
 import { ImageCache } from './cache/image-cache.ts';
 import { createMaintenance, type Maintenance } from './cache/maintenance.ts';
 import type { Config } from './config.ts';
+import { Activity, recordingClient } from './dashboard/activity.ts';
+import { dashboardApi } from './dashboard/api.ts';
+import { dashboardPage } from './dashboard/page.ts';
 import { AppError } from './errors.ts';
 import { createKentikClient, type KentikClient } from './kentik/client.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
@@ -78,9 +81,12 @@ export async function buildApp({
   const metrics = createMetrics();
   const store = givenStore ?? new FsStore(config.cachePath);
   await store.open();
-  const client =
+  const activity = new Activity();
+  const client = recordingClient(
     givenClient ??
-    createKentikClient({ config, log: app.log.child({ component: 'kentik' }), metrics });
+      createKentikClient({ config, log: app.log.child({ component: 'kentik' }), metrics }),
+    activity,
+  );
   const cache = new ImageCache({
     config,
     store,
@@ -114,6 +120,7 @@ export async function buildApp({
       tags: [
         { name: 'images', description: 'Request and fetch chart images' },
         { name: 'operations', description: 'Health, readiness, metrics and cache contents' },
+        { name: 'dashboard', description: 'The page at / and the data behind it' },
       ],
     },
   });
@@ -141,6 +148,8 @@ export async function buildApp({
     const seconds = reply.elapsedTime / 1000;
     metrics.httpRequests.inc({ route, method: request.method, status: reply.statusCode });
     metrics.httpDuration.observe({ route }, seconds);
+    if (route === '/image/:id' && (reply.statusCode === 200 || reply.statusCode === 304))
+      activity.served((request.params as { id: string }).id);
     // Only built when it is written: at LOG_LEVEL=warn a hot image would build it thousands of times a second for nothing.
     if (LOGS_INFO.has(request.log.level)) {
       request.log.info(
@@ -158,8 +167,16 @@ export async function buildApp({
 
   await app.register(requestRoutes, { cache, config });
   await app.register(imageRoutes, { cache, config });
-  await app.register(infoRoutes, { cache });
+  await app.register(infoRoutes, { cache, activity });
   await app.register(operationRoutes, { cache, store, metrics });
+  await app.register(dashboardPage);
+  await app.register(dashboardApi, {
+    cache,
+    config,
+    metrics,
+    activity,
+    backend: store instanceof FsStore ? 'filesystem' : store.constructor.name,
+  });
 
   app.addHook('onClose', async () => {
     await maintenance.stop();

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.ts';
 import { AppError, StorageError } from '../errors.ts';
@@ -9,6 +10,7 @@ import { BlobCache } from './blobs.ts';
 import type { Entry, ErrorEntry, ImageEntry, ImageMime, PendingEntry } from '../domain/entry.ts';
 import { bytesDigest, queryHash } from '../domain/hash.ts';
 import { formatId } from '../domain/ids.ts';
+import { summarizeQuery } from '../domain/query-summary.ts';
 import { Limiter } from './limiter.ts';
 import { Waiters, type WaitOutcome } from './waiters.ts';
 
@@ -58,6 +60,14 @@ export interface ImageCacheDeps {
   now?: () => number;
 }
 
+/** Local notifications for live views (the dashboard's event stream); never part of correctness. */
+export interface CacheEvents {
+  /** A new id was issued and persisted (pending, or an image shared within REUSE_WINDOW). */
+  created: [id: string];
+  /** Pending ids that now hold an image or an error, persisted. */
+  settled: [ids: string[]];
+}
+
 /** Writes to run at once when a shared fetch completes: enough to let the disk batch fsyncs. */
 const WRITE_CONCURRENCY = 64;
 
@@ -67,6 +77,7 @@ const WRITE_CONCURRENCY = 64;
  */
 export class ImageCache {
   readonly entries = new Map<string, Entry>();
+  readonly events = new EventEmitter<CacheEvents>();
   readonly #groups = new Map<string, Group>();
   readonly #blobInfo = new Map<string, BlobInfo>();
   readonly waiters: Waiters;
@@ -179,7 +190,7 @@ export class ImageCache {
     // An id is unique per query and millisecond; never hand out an id that holds an error.
     while (this.entries.has(formatId(hash, expiresAt))) expiresAt++;
     const id = formatId(hash, expiresAt);
-    const base = { id, hash, expiresAt, createdAt: now };
+    const base = { id, hash, expiresAt, createdAt: now, summary: summarizeQuery(query) };
 
     // Rule 2: share a fetch in flight, or an image fetched within REUSE_WINDOW.
     if (group?.flight) {
@@ -188,6 +199,7 @@ export class ImageCache {
       this.#index(entry);
       await this.#persist(entry);
       this.#metrics.requests.inc({ result: 'shared' });
+      this.events.emit('created', id);
       return { id, result: 'shared' };
     }
     const last = group?.lastImage;
@@ -196,6 +208,7 @@ export class ImageCache {
       this.#index(entry);
       await this.#persist(entry);
       this.#metrics.requests.inc({ result: 'shared' });
+      this.events.emit('created', id);
       return { id, result: 'shared' };
     }
 
@@ -206,6 +219,7 @@ export class ImageCache {
     this.#startFlight(hash, query, [id]);
     await this.#persist(entry);
     this.#metrics.requests.inc({ result: 'miss' });
+    this.events.emit('created', id);
     return { id, result: 'miss' };
   }
 
@@ -345,6 +359,11 @@ export class ImageCache {
     }
     this.#metrics.evictions.inc(evicted);
     return evicted;
+  }
+
+  /** How many live ids were issued for the same query as `id` (they share its fetch or image). */
+  idsSharing(hash: string): number {
+    return this.#groups.get(hash)?.ids.size ?? 0;
   }
 
   /** Updates gauges that are cheaper to count on scrape than on every change. */
@@ -542,7 +561,13 @@ export class ImageCache {
     for (const id of flight.ids) {
       const pending = this.entries.get(id);
       if (pending?.kind !== 'pending') continue;
-      const base = { id, hash, expiresAt: pending.expiresAt, createdAt: pending.createdAt };
+      const base = {
+        id,
+        hash,
+        expiresAt: pending.expiresAt,
+        createdAt: pending.createdAt,
+        summary: pending.summary,
+      };
       const entry: Entry =
         'image' in outcome
           ? { ...base, kind: 'image', ...outcome.image }
@@ -563,6 +588,11 @@ export class ImageCache {
     // Persist before waking waiters: an id is never served something a restart would not repeat.
     await forEachLimited(done, WRITE_CONCURRENCY, (e) => this.#persist(e));
     for (const e of done) this.waiters.notify(e.id);
+    if (done.length > 0)
+      this.events.emit(
+        'settled',
+        done.map((e) => e.id),
+      );
     this.#log.debug(
       { hash, ids: done.length, outcome: 'image' in outcome ? 'image' : outcome.error.type },
       'fetch settled',

@@ -1,27 +1,24 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { INFO_TYPE, type Entry } from '../domain/entry.ts';
+import type { Entry } from '../domain/entry.ts';
 import type { ImageCache } from '../cache/image-cache.ts';
+import type { Activity } from '../dashboard/activity.ts';
+import { describeEntry, EntryInfo } from './entry-info.ts';
 import { errorResponse } from './schemas.ts';
 
 const DEFAULT_LIMIT = 1000;
 const MAX_LIMIT = 100_000;
 
-const EntryInfo = Type.Object({
-  id: Type.String(),
-  type: Type.Union([Type.Literal('image'), Type.Literal('api_error'), Type.Literal('api_request')]),
-  size: Type.Integer({
-    description: 'Bytes of image data (image), of the error message (api_error), or 0 (pending)',
-  }),
-  expiration: Type.Number({ description: 'Expiry as unix epoch seconds' }),
-  mime: Type.Optional(Type.String()),
-  status: Type.Optional(Type.Integer({ description: 'HTTP status served for an api_error entry' })),
-});
+export const infoRoutes: FastifyPluginAsyncTypebox<{
+  cache: ImageCache;
+  activity: Activity;
+}> = async (app, { cache, activity }) => {
+  const describe = (entry: Entry) =>
+    describeEntry(entry, {
+      served: activity.servedCount(entry.id),
+      shares: cache.idsSharing(entry.hash),
+    });
 
-export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = async (
-  app,
-  { cache },
-) => {
   app.get(
     '/info',
     {
@@ -81,19 +78,3 @@ export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = asyn
     },
   );
 };
-
-function describe(entry: Entry) {
-  const base = {
-    id: entry.id,
-    type: INFO_TYPE[entry.kind] as 'image' | 'api_error' | 'api_request',
-    expiration: entry.expiresAt / 1000,
-  };
-  switch (entry.kind) {
-    case 'image':
-      return { ...base, size: entry.size, mime: entry.mime };
-    case 'error':
-      return { ...base, size: Buffer.byteLength(entry.message), status: entry.status };
-    case 'pending':
-      return { ...base, size: 0 };
-  }
-}
