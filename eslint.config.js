@@ -42,4 +42,11 @@ export default tseslint.config(
       ),
     },
   },
+  {
+    // Plain Node scripts (no TypeScript, so they run before any build).
+    files: ['scripts/**/*.mjs'],
+    languageOptions: {
+      globals: Object.fromEntries(['console', 'process', 'URL'].map((name) => [name, 'readonly'])),
+    },
+  },
 );
