@@ -23,7 +23,7 @@ Starts the Kentik API simulator and the cache, posts the example queries and pri
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 /** Printed URLs must still work when a person gets round to opening them. */
-export const DEMO_MIN_TTL = 15 * 60;
+const DEMO_MIN_TTL = 15 * 60;
 
 async function main(): Promise<void> {
   const { values: args } = parseArgs({
