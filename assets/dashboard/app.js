@@ -41,13 +41,15 @@ function ago(ms) {
   if (s < 3600) return `${Math.round(s / 60)} min ago`;
   return `${Math.round(s / 3600)} h ago`;
 }
-const timeFmt = new Intl.DateTimeFormat(undefined, {
-  month: 'short',
-  day: 'numeric',
-  hour: '2-digit',
-  minute: '2-digit',
-  second: '2-digit',
-});
+const timeOfDay = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
+const dayAndTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+/** Today's entries by time alone (most are), older ones with their day. */
+function when(ms) {
+  const d = new Date(ms);
+  return d.toDateString() === new Date().toDateString()
+    ? timeOfDay.format(d)
+    : dayAndTime.format(d);
+}
 const TYPE_NAMES = { png: 'PNG', jpeg: 'JPEG', svg: 'SVG', pdf: 'PDF' };
 const STATE_NAMES = { image: 'ready', api_request: 'pending', api_error: 'failed' };
 
@@ -128,7 +130,8 @@ function render(entries) {
   const keep = new Map();
   const nodes = entries.map((e) => {
     const old = state.shown.get(e.id);
-    const node = old && old.entry.type === e.type ? old.node : createCard(e);
+    // A card is rebuilt only when its kind of thumbnail changes (pending → image, say).
+    const node = old && old.node.dataset.type === e.type ? old.node : createCard(e);
     fillCard(node, e);
     keep.set(e.id, { entry: e, node });
     return node;
@@ -140,6 +143,7 @@ function render(entries) {
 function createCard(e) {
   const node = $('card').content.firstElementChild.cloneNode(true);
   node.dataset.id = e.id;
+  node.dataset.type = e.type;
   const thumb = node.querySelector('.thumb');
   const title = titleOf(e);
   if (e.type === 'image' && e.mime === 'application/pdf') {
@@ -190,11 +194,14 @@ function fillCard(node, e) {
   if (e.type === 'api_error') {
     err.hidden = false;
     err.textContent = e.error ? e.error.message : `Failed with status ${e.status}`;
+    err.title = err.textContent; // the card shows the first lines; the whole message on hover
   } else err.hidden = true;
   const st = node.querySelector('.state');
   st.textContent = STATE_NAMES[e.type];
   st.className = `state badge ${STATE_NAMES[e.type]}`;
-  node.querySelector('.created').textContent = timeFmt.format(new Date(e.created * 1000));
+  const created = node.querySelector('.created');
+  created.textContent = when(e.created * 1000);
+  created.title = new Date(e.created * 1000).toString();
   node.querySelector('.size').textContent = e.type === 'api_request' ? '—' : bytes(e.size);
   node.querySelector('.served').textContent = `${nf.format(e.served)}×`;
   node.querySelector('.shares').textContent = nf.format(e.shares);
