@@ -115,7 +115,7 @@ describe('/dashboard/api', () => {
     for (const id of mine) await getImage(svc.url, id);
     const seen: string[] = [];
     let cursor: string | null = null;
-    let total = -1;
+    let total: number;
     do {
       const page: any = await getJson(
         `${svc.url}/dashboard/api/entries?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
