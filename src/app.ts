@@ -14,6 +14,8 @@ import { Activity, recordingClient } from './dashboard/activity.ts';
 import { dashboardApi } from './dashboard/api.ts';
 import { dashboardPage } from './dashboard/page.ts';
 import { AppError } from './errors.ts';
+import type { Coordinator } from './coordination/coordinator.ts';
+import { LocalCoordinator } from './coordination/local.ts';
 import { createKentikClient, type KentikClient } from './kentik/client.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { imageRoutes } from './routes/images.ts';
@@ -40,9 +42,9 @@ export interface AppDeps {
 export interface App {
   app: FastifyInstance;
   cache: ImageCache;
+  coordinator: Coordinator;
   maintenance: Maintenance;
   metrics: Metrics;
-  store: Store;
 }
 
 /**
@@ -79,8 +81,12 @@ export async function buildApp({
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const metrics = createMetrics();
-  const store = givenStore ?? new FsStore(config.cachePath);
-  await store.open();
+  const coordinator = await createCoordinator({
+    config,
+    store: givenStore,
+    log: app.log.child({ component: 'coordination' }),
+    metrics,
+  });
   const activity = new Activity();
   const client = recordingClient(
     givenClient ??
@@ -89,7 +95,7 @@ export async function buildApp({
   );
   const cache = new ImageCache({
     config,
-    store,
+    coordinator,
     client,
     log: app.log.child({ component: 'cache' }),
     metrics,
@@ -97,7 +103,6 @@ export async function buildApp({
   const maintenance = createMaintenance({
     config,
     cache,
-    store,
     log: app.log.child({ component: 'maintenance' }),
     metrics,
   });
@@ -182,27 +187,50 @@ export async function buildApp({
   await app.register(requestRoutes, { cache, config });
   await app.register(imageRoutes, { cache, config });
   await app.register(infoRoutes, { cache, activity });
-  await app.register(operationRoutes, { cache, store, metrics });
+  await app.register(operationRoutes, { cache, metrics });
   await app.register(dashboardPage);
   await app.register(dashboardApi, {
     cache,
     config,
     metrics,
     activity,
-    backend: store instanceof FsStore ? 'filesystem' : store.constructor.name,
+    backend: coordinator.backend,
   });
 
   app.addHook('onClose', async () => {
     await maintenance.stop();
     await cache.close();
     await client.close();
-    await store.close();
+    await coordinator.close();
   });
 
   const loaded = await cache.load();
-  app.log.info({ ...loaded, cachePath: config.cachePath }, 'cache loaded');
+  app.log.info(
+    {
+      ...loaded,
+      backend: coordinator.backend,
+      ...(config.cacheBackend === 'filesystem' ? { cachePath: config.cachePath } : {}),
+    },
+    'cache loaded',
+  );
   maintenance.start();
-  return { app, cache, maintenance, metrics, store };
+  return { app, cache, coordinator, maintenance, metrics };
+}
+
+/** The coordinator CACHE_BACKEND asks for. */
+async function createCoordinator(deps: {
+  config: Config;
+  store: Store | undefined;
+  log: FastifyBaseLogger;
+  metrics: Metrics;
+}): Promise<Coordinator> {
+  const { config, log, metrics } = deps;
+  if (config.cacheBackend === 'redis') {
+    const { RedisCoordinator } = await import('./coordination/redis/redis-coordinator.ts');
+    return new RedisCoordinator({ config, log, metrics });
+  }
+  const store = deps.store ?? new FsStore(config.cachePath);
+  return new LocalCoordinator({ config, store, log, metrics });
 }
 
 /** The one place that decides what an error looks like to a client. */
@@ -242,6 +270,9 @@ export function toErrorResponse(
           msg: `Unknown key ${JSON.stringify(extra.slice(0, 100))} in the body${near ? ` (did you mean "${near}"? keys are case-sensitive)` : ''}: only api_query and ttl are accepted.`,
         },
       };
+    } else if (where === 'querystring' && field === 'cursor') {
+      msg =
+        'cursor is not one this service handed out: pass next_cursor of the previous page unchanged, or omit it for the first page.';
     } else if (where === 'querystring' && field === 'limit') {
       msg =
         'limit must be a whole number of entries from 0 to 100000, written in digits (e.g. ?limit=50).';

@@ -148,6 +148,7 @@ describe('/dashboard/api', () => {
     ['limit=abc', 'limit'],
     ['state=broken', 'state'],
     ['cursor=123~abc', 'cursor is not one this service handed out'],
+    ['cursor=' + 'x'.repeat(300), 'cursor is not one this service handed out'],
   ])('answers 400 for %s', async (query, msg) => {
     const res = await fetch(`${svc.url}/dashboard/api/entries?${query}`);
     expect(res.status).toBe(400);

@@ -114,12 +114,17 @@ async function loadPage() {
   render(page.entries);
   const first = (state.cursors.length - 1) * PAGE_SIZE;
   const filtered = p.has('q') || p.has('image_type') || p.has('state');
+  const shown = `${nf.format(first + 1)}–${nf.format(first + page.entries.length)}`;
   $('summary').textContent =
-    page.matched === 0
-      ? filtered
-        ? 'No entries match these filters.'
-        : 'The cache is empty. Create a chart with “New chart” above, or POST a query to /requests.'
-      : `Showing ${nf.format(first + 1)}–${nf.format(first + page.entries.length)} of ${nf.format(page.matched)} ${filtered ? 'matching ' : ''}entries, newest first.`;
+    page.entries.length === 0
+      ? page.next_cursor
+        ? 'No matches among the newest entries searched so far: “Older →” searches further.'
+        : filtered
+          ? 'No entries match these filters.'
+          : 'The cache is empty. Create a chart with “New chart” above, or POST a query to /requests.'
+      : page.matched === null
+        ? `Showing matches ${shown}, newest first.`
+        : `Showing ${shown} of ${nf.format(page.matched)} ${filtered ? 'matching ' : ''}entries, newest first.`;
   $('newer').disabled = state.cursors.length <= 1;
   $('older').disabled = !state.next;
 }
@@ -321,13 +326,13 @@ function connect() {
     live.classList.remove('on');
   });
   es.addEventListener('status', (ev) => renderStatus(JSON.parse(ev.data)));
+  connectMore(es);
   es.addEventListener('created', () => {
     // New ids appear at the top: only the first page changes.
     if (state.cursors.length === 1) reloadSoon();
   });
   es.addEventListener('settled', (ev) => {
-    const { entries, more } = JSON.parse(ev.data);
-    if (more) return reloadSoon();
+    const { hash, entries } = JSON.parse(ev.data);
     let changed = false;
     for (const e of entries) {
       const shown = state.shown.get(e.id);
@@ -335,12 +340,25 @@ function connect() {
       changed = true;
       shown.entry = e;
     }
+    // Settled without a list (too many, or by another replica): reload if we show one of its ids.
+    const described = new Set(entries.map((e) => e.id));
+    for (const [id, { entry }] of state.shown)
+      if (id.startsWith(`${hash}_`) && entry.type === 'api_request' && !described.has(id))
+        return reloadSoon();
     // Re-render from what is on screen; a failure filter may now match more, so reload then.
     if (changed) {
       if ($('failures').checked) reloadSoon();
       else render([...state.shown.values()].map((s) => s.entry));
     }
   });
+}
+
+function connectMore(es) {
+  es.addEventListener('deleted', (ev) => {
+    const { ids } = JSON.parse(ev.data);
+    if (ids.some((id) => state.shown.has(id))) reloadSoon();
+  });
+  es.addEventListener('reset', () => reloadSoon());
 }
 
 // ---------- new chart ----------

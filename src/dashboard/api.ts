@@ -78,11 +78,10 @@ export const dashboardApi: FastifyPluginAsyncTypebox<DashboardApiOptions> = asyn
   app,
   { cache, config, metrics, activity, backend },
 ) => {
-  const describe = (e: Entry) =>
-    describeEntry(e, { served: activity.servedCount(e.id), shares: read.sharesOf(cache, e) });
+  const describe = (entries: Entry[]) => describeEntries(cache, activity, entries);
 
   async function status() {
-    const c = read.counts(cache);
+    const c = await read.counts(cache);
     const requests = { hit: 0, shared: 0, miss: 0 };
     for (const v of (await metrics.requests.get()).values) {
       const r = v.labels.result as keyof typeof requests;
@@ -111,7 +110,12 @@ export const dashboardApi: FastifyPluginAsyncTypebox<DashboardApiOptions> = asyn
           'pass `next_cursor` back as `cursor` for the next page. Fast at 100k entries: the page never needs all of /info.',
         tags: ['dashboard'],
         querystring: Type.Object({
-          cursor: Type.Optional(Type.String({ description: 'next_cursor of the previous page' })),
+          cursor: Type.Optional(
+            Type.String({
+              pattern: '^[0-9A-Za-z:_.-]{1,200}$',
+              description: 'next_cursor of the previous page',
+            }),
+          ),
           limit: Type.Optional(
             Type.String({
               pattern: '^[0-9]{1,3}$',
@@ -130,29 +134,24 @@ export const dashboardApi: FastifyPluginAsyncTypebox<DashboardApiOptions> = asyn
           200: Type.Object({
             entries: Type.Array(EntryInfo),
             next_cursor: Type.Union([Type.String(), Type.Null()]),
-            matched: Type.Integer({ description: 'Live entries matching the filters' }),
+            matched: Type.Union([Type.Integer(), Type.Null()], {
+              description:
+                'Live entries matching the state filter; null with a text or image-type filter (a search looks at up to 5000 entries per request and continues from next_cursor)',
+            }),
           }),
           400: errorResponse('A parameter is malformed'),
         },
       },
     },
     async (request) => {
-      const { cursor: rawCursor, limit: rawLimit, state, image_type, q } = request.query;
+      const { cursor, limit: rawLimit, state, image_type, q } = request.query;
       const limit = rawLimit === undefined ? DEFAULT_PAGE : Number(rawLimit);
       if (limit < 1 || limit > MAX_PAGE)
         throw new AppError(400, 'Validation error', `limit must be from 1 to ${MAX_PAGE}.`, [
           'querystring',
           'limit',
         ]);
-      const cursor = rawCursor === undefined ? undefined : read.decodeCursor(rawCursor);
-      if (rawCursor !== undefined && !cursor)
-        throw new AppError(
-          400,
-          'Validation error',
-          'cursor is not one this service handed out: pass next_cursor of the previous page unchanged, or omit it for the first page.',
-          ['querystring', 'cursor'],
-        );
-      const result = read.page(cache, {
+      const result = await read.page(cache, {
         limit,
         ...(cursor ? { cursor } : {}),
         ...(state ? { kind: STATE_KIND[state] } : {}),
@@ -160,9 +159,9 @@ export const dashboardApi: FastifyPluginAsyncTypebox<DashboardApiOptions> = asyn
         ...(q ? { text: q } : {}),
       });
       return {
-        entries: result.entries.map(describe),
-        next_cursor: result.next ? read.encodeCursor(result.next) : null,
-        matched: result.matched,
+        entries: await describe(result.entries),
+        next_cursor: result.next ?? null,
+        matched: result.matched ?? null,
       };
     },
   );
@@ -234,18 +233,38 @@ export const dashboardApi: FastifyPluginAsyncTypebox<DashboardApiOptions> = asyn
   };
   const heartbeat = setInterval(pushStatus, STATUS_EVERY_MS).unref();
 
-  const onCreated = (id: string): void => {
-    send('created', { id });
+  const onCreated = (ids: string[]): void => {
+    for (const id of ids) send('created', { id });
     pushStatus();
   };
-  const onSettled = (ids: string[]): void => {
-    if (ids.length <= MAX_SETTLED_INLINE)
-      send('settled', { entries: read.entriesById(cache, ids).map(describe) });
-    else send('settled', { entries: [], more: ids.length });
+  const onSettled = (ids: string[], hash: string): void => {
+    pushStatus();
+    if (streams.size === 0) return;
+    // Another replica's settle may come without ids: the page then reloads what it shows of `hash`.
+    if (ids.length === 0 || ids.length > MAX_SETTLED_INLINE) {
+      send('settled', { hash, entries: [], more: ids.length });
+      return;
+    }
+    void cache
+      .entries(ids)
+      .then((found) => describe(found.filter((e): e is Entry => e !== undefined)))
+      .then(
+        (entries) => send('settled', { hash, entries }),
+        () => send('settled', { hash, entries: [], more: ids.length }),
+      );
+  };
+  const onDeleted = (ids: string[]): void => {
+    send('deleted', { ids: ids.slice(0, MAX_SETTLED_INLINE) });
+    pushStatus();
+  };
+  const onReset = (): void => {
+    send('reset', {});
     pushStatus();
   };
   cache.events.on('created', onCreated);
   cache.events.on('settled', onSettled);
+  cache.events.on('deleted', onDeleted);
+  cache.events.on('reset', onReset);
 
   // Streams never end on their own: close them first, or shutdown would wait for them.
   app.addHook('preClose', async () => {
@@ -253,6 +272,8 @@ export const dashboardApi: FastifyPluginAsyncTypebox<DashboardApiOptions> = asyn
     clearTimeout(statusTimer);
     cache.events.off('created', onCreated);
     cache.events.off('settled', onSettled);
+    cache.events.off('deleted', onDeleted);
+    cache.events.off('reset', onReset);
     for (const res of streams) res.end();
     streams.clear();
   });
@@ -264,8 +285,9 @@ export const dashboardApi: FastifyPluginAsyncTypebox<DashboardApiOptions> = asyn
         summary: 'Live updates (Server-Sent Events)',
         description:
           'A `text/event-stream`. Events: `status` (the /status object; on connect, on change at most once a second, and every 15 s), ' +
-          '`created` (`{"id"}` of a newly issued id), `settled` (`{"entries": [...]}`: pending entries that now hold an image or an error, ' +
-          'described as in /entries; `{"entries": [], "more": N}` when too many settled at once to list).',
+          '`created` (`{"id"}` of a newly issued id), `settled` (`{"hash", "entries": [...]}`: pending entries of that query that now hold an image or an error, ' +
+          'described as in /entries; `entries` is empty when they are too many to list or another replica settled them), ' +
+          '`deleted` (`{"ids"}` removed before their expiry), `reset` (the shared index was reset).',
         tags: ['dashboard'],
         produces: ['text/event-stream'],
         response: {
@@ -326,4 +348,23 @@ function loadExamples(): Array<{ name: string; title: string; body: Record<strin
     }
   }
   return out;
+}
+
+/** Entries as /info and the dashboard show them, with served counts and sharing in one batch. */
+export async function describeEntries(cache: ImageCache, activity: Activity, entries: Entry[]) {
+  const hashes = [...new Set(entries.map((e) => e.hash))];
+  const shares = new Map<string, number>();
+  try {
+    const counts = await cache.sharing(hashes);
+    hashes.forEach((h, i) => shares.set(h, counts[i] ?? 1));
+  } catch {
+    // Sharing is a detail for people: an index hiccup must not fail the whole answer.
+  }
+  return entries.map((e) =>
+    describeEntry(e, {
+      served: activity.servedCount(e.id),
+      // An error is never shared with a new id: it stands alone.
+      shares: e.kind === 'error' ? 1 : (shares.get(e.hash) ?? 1),
+    }),
+  );
 }

@@ -1,7 +1,7 @@
 /**
- * The dashboard's only window onto the cache. Everything the page shows about entries goes through
- * these functions, so moving onto the orchestrator's own read API (issue 8: `cache.counts()`,
- * `cache.page()`, `cache.events`) is an edit of this file alone.
+ * The dashboard's only window onto the cache: everything the page shows about entries goes
+ * through these functions, over the orchestrator's read API (`counts()`, `page()`, `entries()`,
+ * `sharing()`, and its events), so it works the same on every backend.
  */
 import type { ImageCache } from '../cache/image-cache.ts';
 import type { Entry } from '../domain/entry.ts';
@@ -11,9 +11,15 @@ export type EntryKind = Entry['kind'];
 export const IMAGE_TYPES = ['png', 'jpeg', 'svg', 'pdf'] as const;
 export type ImageType = (typeof IMAGE_TYPES)[number];
 
+/**
+ * Entries a filtered request looks at before it answers with what it found so far (and a cursor
+ * to continue): a search never walks all of a 100k-entry cache in one request.
+ */
+export const SEARCH_SCAN_LIMIT = 5000;
+
 export interface PageQuery {
   /** From a previous page's `next`; undefined for the newest entries. */
-  cursor?: Cursor;
+  cursor?: string;
   limit: number;
   kind?: EntryKind;
   /** Words that must all appear in the query summary, id or error message (case-insensitive). */
@@ -21,84 +27,55 @@ export interface PageQuery {
   imageType?: ImageType;
 }
 
-export interface Cursor {
-  createdAt: number;
-  id: string;
-}
-
 export interface Page {
   entries: Entry[];
-  next?: Cursor;
-  /** Live entries matching the filters, all pages together. */
-  matched: number;
+  next?: string;
+  /** Live entries matching the filters; undefined when a text or type filter makes that costly. */
+  matched?: number;
 }
 
-export function counts(cache: ImageCache): {
-  pending: number;
-  image: number;
-  error: number;
-  storedBytes: number;
-} {
-  return { ...cache.countEntries(), storedBytes: cache.storedBytes };
+export async function counts(cache: ImageCache) {
+  return cache.counts();
 }
 
-export function sharesOf(cache: ImageCache, entry: Entry): number {
-  return cache.idsSharing(entry.hash);
-}
-
-/** Newest first is (createdAt, id) descending: a total order, so a cursor never skips or repeats. */
-const newer = (a: Cursor, b: Cursor): boolean =>
-  a.createdAt > b.createdAt || (a.createdAt === b.createdAt && a.id > b.id);
-
-/**
- * One page of live entries, newest first. One pass over the index keeping only the best `limit`
- * (no sort of everything, nothing copied): a few milliseconds at 100k entries.
- */
-export function page(cache: ImageCache, q: PageQuery, now = Date.now()): Page {
+/** Newest first. State filters go to the cache's own paging; text and image type are applied here. */
+export async function page(cache: ImageCache, q: PageQuery): Promise<Page> {
   const words = (q.text ?? '').toLowerCase().split(/\s+/).filter(Boolean);
-  const best: Entry[] = [];
-  const keep = q.limit + 1; // one more than asked tells whether there is a next page
-  let matched = 0;
-  for (const entry of cache.entries.values()) {
-    if (entry.expiresAt <= now) continue;
-    if (q.kind && entry.kind !== q.kind) continue;
-    if (q.imageType && imageTypeOf(entry) !== q.imageType) continue;
-    if (words.length > 0) {
-      const hay = haystack(entry);
-      if (!words.every((w) => hay.includes(w))) continue;
-    }
-    matched++;
-    if (q.cursor && !newer(q.cursor, entry)) continue;
-    if (best.length === keep && !newer(entry, best[keep - 1]!)) continue;
-    // Insert in order (binary search); the array never holds more than limit + 1.
-    let lo = 0;
-    let hi = best.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (newer(best[mid]!, entry)) lo = mid + 1;
-      else hi = mid;
-    }
-    best.splice(lo, 0, entry);
-    if (best.length > keep) best.pop();
+  const kind = q.kind;
+  if (words.length === 0 && !q.imageType) {
+    const [p, c] = await Promise.all([
+      cache.page({
+        limit: q.limit,
+        ...(q.cursor ? { cursor: q.cursor } : {}),
+        ...(kind ? { kind } : {}),
+      }),
+      cache.counts(),
+    ]);
+    return { ...p, matched: kind ? c[kind] : c.pending + c.image + c.error };
   }
-  const more = best.length > q.limit;
-  if (more) best.pop();
-  const last = best.at(-1);
-  return {
-    entries: best,
-    matched,
-    ...(more && last ? { next: { createdAt: last.createdAt, id: last.id } } : {}),
+  const matches = (e: Entry): boolean => {
+    if (q.imageType && imageTypeOf(e) !== q.imageType) return false;
+    if (words.length === 0) return true;
+    const hay = haystack(e);
+    return words.every((w) => hay.includes(w));
   };
-}
-
-/** Entries by id, for the event stream (unknown or expired ids are left out). */
-export function entriesById(cache: ImageCache, ids: Iterable<string>, now = Date.now()): Entry[] {
-  const out: Entry[] = [];
-  for (const id of ids) {
-    const e = cache.entries.get(id);
-    if (e && e.expiresAt > now) out.push(e);
+  // Ask only for as many as are still missing: every entry a page returns is then looked at, and
+  // its `next` resumes exactly after them (the cache's cursors are opaque).
+  const found: Entry[] = [];
+  let cursor = q.cursor;
+  let scanned = 0;
+  for (;;) {
+    const p = await cache.page({
+      limit: q.limit - found.length,
+      ...(cursor ? { cursor } : {}),
+      ...(kind ? { kind } : {}),
+    });
+    scanned += p.entries.length;
+    for (const e of p.entries) if (matches(e)) found.push(e);
+    cursor = p.next;
+    if (cursor === undefined || found.length >= q.limit || scanned >= SEARCH_SCAN_LIMIT)
+      return { entries: found, ...(cursor ? { next: cursor } : {}) };
   }
-  return out;
 }
 
 export function imageTypeOf(entry: Entry): string | undefined {
@@ -117,7 +94,7 @@ export function imageTypeOf(entry: Entry): string | undefined {
   return entry.summary?.imageType;
 }
 
-/** Entries never change, so the lowercased search text is built once per entry object. */
+/** Lowercased search text, built once per entry object (finished entries never change). */
 const haystacks = new WeakMap<Entry, string>();
 function haystack(entry: Entry): string {
   let h = haystacks.get(entry);
@@ -132,16 +109,6 @@ function haystack(entry: Entry): string {
     haystacks.set(entry, h);
   }
   return h;
-}
-
-export function encodeCursor(c: Cursor): string {
-  return `${c.createdAt}~${c.id}`;
-}
-
-export function decodeCursor(text: string): Cursor | undefined {
-  const m = /^(\d{1,16})~([0-9a-f]{64}_\d{1,12}(?:\.\d{1,9})?)$/.exec(text);
-  if (!m) return undefined;
-  return { createdAt: Number(m[1]), id: m[2]! };
 }
 
 /**

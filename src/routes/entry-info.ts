@@ -34,7 +34,8 @@ export const EntryInfo = Type.Object({
     description: 'Times GET /image served this id since the process started',
   }),
   shares: Type.Integer({
-    description: 'Live ids of the same query, this one included: they share one fetch and image',
+    description:
+      'Live pending or image ids of the same query, this one included: they share one fetch and one image (1 for an error, which is never shared)',
   }),
   error: Type.Optional(
     Type.Object(
