@@ -63,7 +63,8 @@ beforeAll(async () => {
   page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
   page.on('request', (r) => {
     if (!r.url().startsWith(`${svc.url}/`)) foreignRequests.push(r.url());
-    if (r.url().includes('/dashboard/api/entries')) entriesRequests.push(r.url());
+    if (r.url().includes('/dashboard/api/entries'))
+      entriesRequests.push(`${new Date().toISOString()} ${r.url()}`);
   });
   await page.goto(`${svc.url}/`);
   await page.locator('#st-live.on').waitFor();
@@ -148,6 +149,7 @@ describe('dashboard', () => {
     await page.locator('#q').fill('dash-svg');
     await poll(shownIds).toEqual([ids.svg]);
     await page.locator('#q').fill('');
+    await poll(() => page.locator('.card').count()).toBe(5);
     await page.locator('#type').selectOption('pdf');
     await poll(shownIds).toEqual([ids.pdf]);
     await page.locator('#type').selectOption('');
@@ -176,7 +178,7 @@ describe('dashboard', () => {
     expect(await page.evaluate(() => (window as unknown as { stayed?: boolean }).stayed)).toBe(
       true,
     );
-    expect(entriesRequests.length).toBe(before);
+    expect(entriesRequests.slice(before)).toEqual([]);
   });
 
   it('creates a chart from the form, with DEFAULT_TTL, and shows errors inline', async () => {

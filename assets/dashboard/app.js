@@ -426,11 +426,13 @@ async function submitChart(ev) {
 }
 
 // ---------- wiring ----------
+let searchTimer;
 function restart() {
+  // Whatever triggered this reads every filter: a search still waiting for typing to stop is moot.
+  clearTimeout(searchTimer);
   state.cursors = [undefined];
   loadPage();
 }
-let searchTimer;
 $('q').addEventListener('input', () => {
   clearTimeout(searchTimer);
   searchTimer = setTimeout(restart, 250);
