@@ -3,7 +3,7 @@
  * every process it starts inherit), and the run fails if a test left a `kic-*` directory in it.
  * The folder itself is removed either way, so even a failed run leaves nothing behind.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -13,6 +13,8 @@ let previous: string | undefined;
 export function setup(): void {
   previous = process.env.TMPDIR;
   runDir = mkdtempSync(path.join(os.tmpdir(), 'kentik-image-cache-test-run-'));
+  // Traversable by others (not listable): nginx workers in the benchmark test run as another user.
+  chmodSync(runDir, 0o711);
   process.env.TMPDIR = runDir;
 }
 
