@@ -19,4 +19,34 @@ export default tseslint.config(
     files: ['test/**/*.ts', 'src/**/*.test.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
+  {
+    // The dashboard's script runs in the browser, as is (no build step).
+    files: ['assets/dashboard/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        [
+          'document',
+          'window',
+          'location',
+          'navigator',
+          'fetch',
+          'EventSource',
+          'URLSearchParams',
+          'Intl',
+          'setTimeout',
+          'clearTimeout',
+          'setInterval',
+          'clearInterval',
+        ].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
+    // Plain Node scripts (no TypeScript, so they run before any build).
+    files: ['scripts/**/*.mjs'],
+    languageOptions: {
+      globals: Object.fromEntries(['console', 'process', 'URL'].map((name) => [name, 'readonly'])),
+    },
+  },
 );

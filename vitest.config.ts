@@ -5,6 +5,8 @@ export default defineConfig({
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     // The Kentik token of every service a test starts must reach no log line and no answer.
     setupFiles: ['test/helpers/no-secret.setup.ts'],
+    // A private TMPDIR per run; the run fails if a test leaves a kic-* directory in it.
+    globalSetup: ['test/helpers/temp-guard.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Integration tests start real processes; two cores cannot run many at once.

@@ -10,6 +10,9 @@ import Fastify, {
 import { ImageCache } from './cache/image-cache.ts';
 import { createMaintenance, type Maintenance } from './cache/maintenance.ts';
 import type { Config } from './config.ts';
+import { Activity, recordingClient } from './dashboard/activity.ts';
+import { dashboardApi } from './dashboard/api.ts';
+import { dashboardPage } from './dashboard/page.ts';
 import { AppError } from './errors.ts';
 import type { Coordinator } from './coordination/coordinator.ts';
 import { LocalCoordinator } from './coordination/local.ts';
@@ -84,9 +87,12 @@ export async function buildApp({
     log: app.log.child({ component: 'coordination' }),
     metrics,
   });
-  const client =
+  const activity = new Activity();
+  const client = recordingClient(
     givenClient ??
-    createKentikClient({ config, log: app.log.child({ component: 'kentik' }), metrics });
+      createKentikClient({ config, log: app.log.child({ component: 'kentik' }), metrics }),
+    activity,
+  );
   const cache = new ImageCache({
     config,
     coordinator,
@@ -103,6 +109,20 @@ export async function buildApp({
 
   // Only JSON is accepted: anything else is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
+  // Our own JSON parser, so a client learns where its JSON is broken, and valid JSON that carries a
+  // prototype-poisoning key is refused as such rather than called "not valid JSON".
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser(
+    'application/json',
+    { parseAs: 'string', bodyLimit: BODY_LIMIT },
+    (_request, body, done) => {
+      try {
+        done(null, parseJsonBody(body as string));
+      } catch (err) {
+        done(err as Error, undefined);
+      }
+    },
+  );
 
   app.addSchema(ErrorBody);
   await app.register(swagger, {
@@ -119,6 +139,7 @@ export async function buildApp({
       tags: [
         { name: 'images', description: 'Request and fetch chart images' },
         { name: 'operations', description: 'Health, readiness, metrics and cache contents' },
+        { name: 'dashboard', description: 'The page at / and the data behind it' },
       ],
     },
   });
@@ -146,6 +167,8 @@ export async function buildApp({
     const seconds = reply.elapsedTime / 1000;
     metrics.httpRequests.inc({ route, method: request.method, status: reply.statusCode });
     metrics.httpDuration.observe({ route }, seconds);
+    if (route === '/image/:id' && (reply.statusCode === 200 || reply.statusCode === 304))
+      activity.served((request.params as { id: string }).id);
     // Only built when it is written: at LOG_LEVEL=warn a hot image would build it thousands of times a second for nothing.
     if (LOGS_INFO.has(request.log.level)) {
       request.log.info(
@@ -163,8 +186,16 @@ export async function buildApp({
 
   await app.register(requestRoutes, { cache, config });
   await app.register(imageRoutes, { cache, config });
-  await app.register(infoRoutes, { cache });
+  await app.register(infoRoutes, { cache, activity });
   await app.register(operationRoutes, { cache, metrics });
+  await app.register(dashboardPage);
+  await app.register(dashboardApi, {
+    cache,
+    config,
+    metrics,
+    activity,
+    backend: coordinator.backend,
+  });
 
   app.addHook('onClose', async () => {
     await maintenance.stop();
@@ -226,8 +257,26 @@ export function toErrorResponse(
     const missing = (first?.params as { missingProperty?: string } | undefined)?.missingProperty;
     const field = missing ?? path[0];
     const loc = [where, ...(missing ? [missing] : path)];
+    const extra = (first?.params as { additionalProperty?: string } | undefined)
+      ?.additionalProperty;
     let msg: string;
-    if (where === 'body' && field === 'api_query') {
+    if (first?.keyword === 'additionalProperties' && where === 'body' && extra !== undefined) {
+      const near = ['api_query', 'ttl'].find((k) => k.toLowerCase() === extra.toLowerCase());
+      return {
+        status: 400,
+        body: {
+          type: 'Validation error',
+          loc: ['body', extra],
+          msg: `Unknown key ${JSON.stringify(extra.slice(0, 100))} in the body${near ? ` (did you mean "${near}"? keys are case-sensitive)` : ''}: only api_query and ttl are accepted.`,
+        },
+      };
+    } else if (where === 'querystring' && field === 'cursor') {
+      msg =
+        'cursor is not one this service handed out: pass next_cursor of the previous page unchanged, or omit it for the first page.';
+    } else if (where === 'querystring' && field === 'limit') {
+      msg =
+        'limit must be a whole number of entries from 0 to 100000, written in digits (e.g. ?limit=50).';
+    } else if (where === 'body' && field === 'api_query') {
       msg = missing
         ? 'api_query is required: send {"api_query": {…Kentik topXchart query…}, "ttl": seconds}.'
         : 'api_query must be a JSON object (the Kentik topXchart query), not null, an array or a scalar.';
@@ -303,4 +352,47 @@ export function toErrorResponse(
       msg: 'Something went wrong inside the cache; it was logged. Retry, and report it if it persists.',
     },
   };
+}
+
+/**
+ * JSON.parse, plus a refusal of `__proto__` keys and `constructor.prototype` (what fastify's default
+ * parser refuses too): JSON.parse itself makes them harmless own properties, but code that later
+ * copies or merges the object could be tricked by them.
+ */
+export function parseJsonBody(text: string): unknown {
+  if (text.length === 0) {
+    throw new AppError(
+      400,
+      'Validation error',
+      'The body is empty: send {"api_query": {…}, "ttl": seconds} as JSON.',
+      ['body'],
+    );
+  }
+  let poisoned: string | undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text, function (key, v: unknown) {
+      if (key === '__proto__') poisoned = '"__proto__"';
+      else if (key === 'constructor' && typeof v === 'object' && v !== null && 'prototype' in v)
+        poisoned = '"constructor" with "prototype"';
+      return v;
+    });
+  } catch (err) {
+    throw new AppError(
+      400,
+      'Invalid JSON',
+      `The body is not valid JSON (${(err as Error).message.slice(0, 200)}). Send {"api_query": {…}, "ttl": seconds}.`,
+      ['body'],
+      { cause: err },
+    );
+  }
+  if (poisoned) {
+    throw new AppError(
+      400,
+      'Validation error',
+      `The body is valid JSON but contains a ${poisoned} key, which is refused for safety (prototype poisoning). A Kentik query has no such key: remove it.`,
+      ['body'],
+    );
+  }
+  return value;
 }

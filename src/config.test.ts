@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { inspect } from 'node:util';
@@ -106,5 +106,6 @@ describe('loadConfig', () => {
     const env = readEnv(dir, { PORT: '999' });
     expect(env.KT_AUTH_EMAIL).toBe('file@x');
     expect(env.PORT).toBe('999');
+    rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -54,6 +54,9 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
+/** pino's levels; anything else is a typo that would silently log at info. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
 /** Reads `.env` from `cwd` (if present) under the real environment: the environment wins. */
 export function readEnv(cwd = process.cwd(), env: Env = process.env): Env {
   const file = path.join(cwd, '.env');
@@ -205,6 +208,11 @@ export function loadConfig(env: Env): Config {
     problems.push(
       `DEBUG=${JSON.stringify(raw('DEBUG'))} must be 1/0, true/false, yes/no or on/off`,
     );
+  }
+
+  const logLevel = raw('LOG_LEVEL');
+  if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel)) {
+    problems.push(`LOG_LEVEL=${JSON.stringify(logLevel)} must be one of ${LOG_LEVELS.join(', ')}`);
   }
 
   if (problems.length > 0) throw new ConfigError(problems);

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { startService, type Service } from './helpers/service.ts';
+import { startService, tempDir, type Service } from './helpers/service.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -77,9 +78,51 @@ describe('npm run smoke', () => {
     expect(code).toBe(1);
   });
 
+  it('takes expected statuses from the command line for files without expect_status', async () => {
+    // Like the original service's tests/data: a bad query with no expect_status in it.
+    const dir = tempDir('kic-smoke-data-');
+    const bad = JSON.parse(
+      readFileSync(path.join(ROOT, 'examples/queries/13-invalid-metric-buckets.json'), 'utf8'),
+    ) as Record<string, unknown>;
+    delete bad.expect_status;
+    writeFileSync(path.join(dir, 'bad_query.json'), JSON.stringify(bad));
+    copyFileSync(
+      path.join(ROOT, 'examples/queries/01-total-traffic-png.json'),
+      path.join(dir, 'good.json'),
+    );
+    const without = await runSmoke(['--url', svc.url, '--dir', dir]);
+    expect(without.out).toMatch(/^1 passed, 1 failed$/m);
+    expect(without.code).toBe(1);
+    const withExpect = await runSmoke([
+      '--url',
+      svc.url,
+      '--dir',
+      dir,
+      '--expect',
+      'bad_query.json=400',
+    ]);
+    expect(withExpect.out).toContain('bad_query.json: ok (expected 400)');
+    expect(withExpect.out).toMatch(/^2 passed, 0 failed$/m);
+    expect(withExpect.code).toBe(0);
+    const typo = await runSmoke(['--url', svc.url, '--dir', dir, '--expect', 'bad_qeury.json=400']);
+    expect(typo.out).toContain('--expect names files that are not run: bad_qeury.json');
+    expect(typo.code).toBe(2);
+    const malformed = await runSmoke([
+      '--url',
+      svc.url,
+      '--dir',
+      dir,
+      '--expect',
+      'bad_query.json',
+    ]);
+    expect(malformed.out).toContain('write it as FILE=STATUS');
+    expect(malformed.code).toBe(2);
+  });
+
   it('prints usage with --help', async () => {
     const { code, out } = await runSmoke(['--help']);
     expect(code).toBe(0);
-    for (const flag of ['--url', '--dir', '--glob', '--concurrent']) expect(out).toContain(flag);
+    for (const flag of ['--url', '--dir', '--glob', '--expect', '--concurrent'])
+      expect(out).toContain(flag);
   });
 });

@@ -214,6 +214,19 @@ export class ImageCache {
     return this.#closing;
   }
 
+  /** Live entries by id, in the order asked (undefined for unknown or expired ids); no side effects. */
+  async entries(ids: string[]): Promise<Array<Entry | undefined>> {
+    const now = this.#now();
+    return (await this.#coordinator.getEntries(ids)).map((e) =>
+      e && e.expiresAt > now ? e : undefined,
+    );
+  }
+
+  /** Live pending/image ids per query hash: how many ids share each one's fetch or image. */
+  async sharing(hashes: string[]): Promise<number[]> {
+    return (await this.#coordinator.sharing?.(hashes, this.#now())) ?? hashes.map(() => 1);
+  }
+
   /** Live entries by kind and stored bytes, across every process sharing the index. */
   counts(): Promise<Counts> {
     return this.#coordinator.counts(this.#now());

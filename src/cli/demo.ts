@@ -2,6 +2,7 @@
 // `npm run demo`: the whole service on one machine with no configuration. Starts the Kentik
 // simulator and the cache (temporary CACHE_PATH, the simulator's credentials), posts the example
 // queries, and prints the URLs to open. Ctrl-C stops both.
+import { rmSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +22,8 @@ Starts the Kentik API simulator and the cache, posts the example queries and pri
   --once          exit after posting (for scripts and tests)`;
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
+/** Printed URLs must still work when a person gets round to opening them. */
+const DEMO_MIN_TTL = 15 * 60;
 
 async function main(): Promise<void> {
   const { values: args } = parseArgs({
@@ -56,18 +59,29 @@ async function main(): Promise<void> {
     app.listen({ host: '127.0.0.1', port }),
   );
 
-  let stopping = false;
-  const stop = async (): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    console.log('\nStopping the cache and the simulator…');
-    await app.close();
-    await sim.close();
-    await rm(cachePath, { recursive: true, force: true });
-    console.log('Stopped.');
+  // Ctrl-C reaches every process of the terminal's group, and npm/tsx pass it on again: expect
+  // SIGINT more than once, and a stdout whose reader (`| tee`) is already gone. Neither may stop
+  // the temporary cache directory from being removed.
+  process.stdout.on('error', () => {});
+  process.on('exit', () => rmSync(cachePath, { recursive: true, force: true }));
+  let stopping: Promise<void> | undefined;
+  const say = (msg: string): void => {
+    try {
+      console.log(msg);
+    } catch {
+      // stdout closed: nobody to tell
+    }
   };
-  process.once('SIGINT', () => void stop().then(() => process.exit(0)));
-  process.once('SIGTERM', () => void stop().then(() => process.exit(0)));
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      say('\nStopping the cache and the simulator…');
+      await app.close().catch(() => {});
+      await sim.close().catch(() => {});
+      await rm(cachePath, { recursive: true, force: true });
+      say('Stopped.');
+    })());
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+    process.on(signal, () => void stop().finally(() => process.exit(0)));
 
   console.log(`Kentik API simulator  ${sim.url}  (credentials ${sim.email} / its demo token)`);
   console.log(`Kentik image cache    ${base}  (CACHE_PATH ${cachePath})\n`);
@@ -83,6 +97,7 @@ async function main(): Promise<void> {
         unknown
       >;
       delete body.expect_status;
+      body.ttl = Math.max(typeof body.ttl === 'number' ? body.ttl : 0, DEMO_MIN_TTL);
       const post = await fetch(`${base}/requests`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -105,6 +120,7 @@ async function main(): Promise<void> {
   for (const r of results) console.log(`  ${r.file.padEnd(width)}  ${r.line}`);
   console.log(`
 Open in a browser:
+  ${base}/            the dashboard: the charts above, live, with a form for new ones
   ${base}/docs        interactive API documentation
   ${base}/info        what the cache holds
   ${base}/metrics     Prometheus metrics

@@ -9,12 +9,14 @@ const USAGE = `Usage: npm run smoke -- [options]
 
 POSTs each request file ({"api_query": …, "ttl": …}) to a running kentik-image-cache,
 GETs the image, and prints one line per step. A file may carry "expect_status": N
-(removed before posting) for a deliberately bad query; the default expectation is 200.
+(removed before posting) for a deliberately bad query; --expect FILE=N says the same from
+the command line (and wins); the default expectation is 200.
 
 Options:
   --url URL         base URL of the cache (default http://127.0.0.1:8000)
   --dir DIR         folder of request files (default examples/queries)
   --glob PATTERN    which files: *, ? and [..] as in a shell (default *.json)
+  --expect FILE=N   expect status N for FILE (its name, e.g. bad_query.json=400); repeatable
   --concurrent      run all files at once instead of one after another
   --timeout SEC     per-request timeout in seconds (default 120)
   -h, --help        show this help
@@ -37,6 +39,7 @@ function globToRegExp(glob: string): RegExp {
 
 async function runOne(
   file: string,
+  expectOverride: number | undefined,
   base: string,
   timeoutMs: number,
   log: (msg: string) => void,
@@ -50,7 +53,8 @@ async function runOne(
     say(`cannot read request file: ${(err as Error).message}`);
     return { file, ok: false };
   }
-  const expected = typeof body.expect_status === 'number' ? body.expect_status : 200;
+  const expected =
+    expectOverride ?? (typeof body.expect_status === 'number' ? body.expect_status : 200);
   delete body.expect_status;
 
   try {
@@ -103,6 +107,7 @@ async function main(): Promise<number> {
         url: { type: 'string', default: 'http://127.0.0.1:8000' },
         dir: { type: 'string', default: 'examples/queries' },
         glob: { type: 'string', default: '*.json' },
+        expect: { type: 'string', multiple: true, default: [] },
         concurrent: { type: 'boolean', default: false },
         timeout: { type: 'string', default: '120' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -122,6 +127,17 @@ async function main(): Promise<number> {
     console.error(`--timeout must be a positive number of seconds\n\n${USAGE}`);
     return 2;
   }
+  const expectations = new Map<string, number>();
+  for (const e of args.expect) {
+    const m = /^(.+)=([1-5]\d\d)$/.exec(e);
+    if (!m) {
+      console.error(
+        `--expect ${e}: write it as FILE=STATUS, e.g. --expect bad_query.json=400\n\n${USAGE}`,
+      );
+      return 2;
+    }
+    expectations.set(path.basename(m[1]!), Number(m[2]));
+  }
   const pattern = globToRegExp(args.glob);
   let files: string[];
   try {
@@ -137,11 +153,19 @@ async function main(): Promise<number> {
     console.error(`no files match ${args.glob} in ${args.dir}`);
     return 2;
   }
+  const names = new Set(files.map((f) => path.basename(f)));
+  const unknown = [...expectations.keys()].filter((n) => !names.has(n));
+  if (unknown.length > 0) {
+    console.error(`--expect names files that are not run: ${unknown.join(', ')}`);
+    return 2;
+  }
+  const run = (f: string): Promise<Outcome> =>
+    runOne(f, expectations.get(path.basename(f)), base, timeoutMs, log);
   const log = (msg: string): void => console.log(`${new Date().toISOString()} ${msg}`);
   const outcomes = args.concurrent
-    ? await Promise.all(files.map((f) => runOne(f, base, timeoutMs, log)))
+    ? await Promise.all(files.map(run))
     : await files.reduce<Promise<Outcome[]>>(
-        async (acc, f) => [...(await acc), await runOne(f, base, timeoutMs, log)],
+        async (acc, f) => [...(await acc), await run(f)],
         Promise.resolve([]),
       );
   const failed = outcomes.filter((o) => !o.ok);

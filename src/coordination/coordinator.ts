@@ -53,6 +53,11 @@ export interface Coordinator {
   upstreamHeldUntil(): Promise<number>;
 
   counts(now: number): Promise<Counts>;
+  /**
+   * For each query hash, how many live pending or image ids it has (they share one fetch or one
+   * image). For people (the dashboard, /info); optional, 1 each when absent.
+   */
+  sharing?(hashes: string[], now: number): Promise<number[]>;
   /** Newest first; `next` continues after the last entry returned. */
   page(req: PageRequest, now: number): Promise<Page>;
 

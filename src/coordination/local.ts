@@ -4,6 +4,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { Limiter } from './limiter.ts';
 import type { Entry, ImageEntry, PendingEntry } from '../domain/entry.ts';
 import { formatId } from '../domain/ids.ts';
+import { summarizeQuery } from '../domain/query-summary.ts';
 import type { Metrics } from '../metrics.ts';
 import { StoreWriteError, type Store } from '../store/store.ts';
 import {
@@ -177,7 +178,8 @@ export class LocalCoordinator implements Coordinator {
     // An id is unique per query and millisecond; never hand out an id that holds an error.
     while (this.#entries.has(formatId(hash, expiresAt))) expiresAt++;
     const id = formatId(hash, expiresAt);
-    const base = { id, hash, expiresAt, createdAt: now };
+    // The query in words travels with every entry of it (image and error entries keep no query).
+    const base = { id, hash, expiresAt, createdAt: now, summary: summarizeQuery(query) };
 
     // Rule 2: share a fetch in flight, or an image fetched within REUSE_WINDOW.
     if (group?.flight) {
@@ -265,7 +267,13 @@ export class LocalCoordinator implements Coordinator {
     for (const id of flight.ids) {
       const pending = this.#entries.get(id);
       if (pending?.kind !== 'pending') continue;
-      const base = { id, hash, expiresAt: pending.expiresAt, createdAt: pending.createdAt };
+      const base = {
+        id,
+        hash,
+        expiresAt: pending.expiresAt,
+        createdAt: pending.createdAt,
+        summary: pending.summary,
+      };
       let entry: Entry;
       if (outcome.kind === 'image') {
         const { digest, mime, size, fetchedAt } = outcome;
@@ -329,6 +337,17 @@ export class LocalCoordinator implements Coordinator {
 
   async upstreamHeldUntil(): Promise<number> {
     return this.#holdUntil;
+  }
+
+  async sharing(hashes: string[], now: number): Promise<number[]> {
+    return hashes.map((hash) => {
+      let n = 0;
+      for (const id of this.#groups.get(hash)?.ids ?? []) {
+        const e = this.#entries.get(id);
+        if (e && e.kind !== 'error' && e.expiresAt > now) n++;
+      }
+      return n;
+    });
   }
 
   async counts(now: number): Promise<Counts> {

@@ -1,5 +1,6 @@
 import { isImageMime, type Entry } from './entry.ts';
 import { parseId } from './ids.ts';
+import { isQuerySummary } from './query-summary.ts';
 
 /** Bumped when the stored shape changes; records of another version are quarantined, not guessed at. */
 export const ENTRY_FORMAT_VERSION = 1;
@@ -32,12 +33,14 @@ export function decodeEntry(text: string): Entry {
   if (!isNum(r.createdAt)) throw new Error('missing createdAt');
   const { id, hash, expiresAt } = parsed;
   const createdAt = r.createdAt;
+  // Only words for people: a malformed one is dropped rather than costing the entry.
+  const summary = isQuerySummary(r.summary) ? r.summary : undefined;
   // Plain literals, not spreads: loading 100k entries at start-up is measurably faster this way.
   switch (r.kind) {
     case 'pending':
       if (typeof r.query !== 'object' || r.query === null)
         throw new Error('pending entry without query');
-      return { id, hash, expiresAt, createdAt, kind: 'pending', query: r.query };
+      return { id, hash, expiresAt, createdAt, summary, kind: 'pending', query: r.query };
     case 'image':
       if (!isStr(r.digest) || !DIGEST.test(r.digest))
         throw new Error('image entry with bad digest');
@@ -49,6 +52,7 @@ export function decodeEntry(text: string): Entry {
         hash,
         expiresAt,
         createdAt,
+        summary,
         kind: 'image',
         digest: r.digest,
         mime: r.mime,
@@ -63,6 +67,7 @@ export function decodeEntry(text: string): Entry {
         hash,
         expiresAt,
         createdAt,
+        summary,
         kind: 'error',
         status: r.status,
         errorType: r.errorType,

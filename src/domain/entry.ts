@@ -1,3 +1,5 @@
+import type { QuerySummary } from './query-summary.ts';
+
 /**
  * What the cache knows about one image id. The expiry is absolute (epoch ms) and equals the one
  * encoded in the id, so an entry never outlives the promise its id makes.
@@ -7,6 +9,8 @@ interface EntryBase {
   hash: string;
   expiresAt: number;
   createdAt: number;
+  /** What the query asks for, in words (absent in entries written before it existed). */
+  summary?: QuerySummary;
 }
 
 /** Waiting for Kentik. Keeps the query so the fetch can resume after a restart. */

@@ -102,11 +102,17 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
   );
 
   async function serve(reply: FastifyReply, id: string): Promise<FastifyReply> {
-    if (!parseId(id))
+    if (!parseId(id)) {
+      if (parseId(id.toLowerCase()))
+        throw notFound(
+          id.slice(0, 100),
+          'has uppercase hex digits, but ids are lowercase and case-sensitive: use the id exactly as POST /requests returned it',
+        );
       throw notFound(
         id.slice(0, 100),
-        'is not a valid image id (expected <64 hex digits>_<epoch seconds>)',
+        'is not a valid image id (expected <64 lowercase hex digits>_<epoch seconds>, as POST /requests returns it)',
       );
+    }
     let found = await cache.lookup(id);
     if (found.kind === 'pending') {
       // Event-driven wait; the client going away ends it at once and leaves nothing behind.

@@ -1,28 +1,20 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { INFO_TYPE, type Entry } from '../domain/entry.ts';
+import type { Entry } from '../domain/entry.ts';
 import type { ImageCache } from '../cache/image-cache.ts';
 import { PAGE_MAX_LIMIT } from '../coordination/coordinator.ts';
+import type { Activity } from '../dashboard/activity.ts';
+import { describeEntries } from '../dashboard/api.ts';
+import { EntryInfo } from './entry-info.ts';
 import { errorResponse } from './schemas.ts';
 
 const DEFAULT_LIMIT = 1000;
 const MAX_LIMIT = 100_000;
 
-const EntryInfo = Type.Object({
-  id: Type.String(),
-  type: Type.Union([Type.Literal('image'), Type.Literal('api_error'), Type.Literal('api_request')]),
-  size: Type.Integer({
-    description: 'Bytes of image data (image), of the error message (api_error), or 0 (pending)',
-  }),
-  expiration: Type.Number({ description: 'Expiry as unix epoch seconds' }),
-  mime: Type.Optional(Type.String()),
-  status: Type.Optional(Type.Integer({ description: 'HTTP status served for an api_error entry' })),
-});
-
-export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = async (
-  app,
-  { cache },
-) => {
+export const infoRoutes: FastifyPluginAsyncTypebox<{
+  cache: ImageCache;
+  activity: Activity;
+}> = async (app, { cache, activity }) => {
   app.get(
     '/info',
     {
@@ -71,8 +63,8 @@ export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = asyn
         request.query.limit === undefined ? DEFAULT_LIMIT : Number(request.query.limit),
       );
       const counts = await cache.counts();
-      const active: ReturnType<typeof describe>[] = [];
-      const pending: ReturnType<typeof describe>[] = [];
+      const active: Entry[] = [];
+      const pending: Entry[] = [];
       // One walk, newest first, in pages of at most PAGE_MAX_LIMIT: it stops as soon as one list
       // is full, so each list holds every entry of its kind down to next_cursor and nothing is
       // skipped when the client continues from there.
@@ -83,7 +75,7 @@ export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = asyn
           const room = limit - Math.max(active.length, pending.length);
           if (room <= 0) break;
           const page = await cache.page({ cursor, limit: Math.min(PAGE_MAX_LIMIT, room) });
-          for (const e of page.entries) (e.kind === 'pending' ? pending : active).push(describe(e));
+          for (const e of page.entries) (e.kind === 'pending' ? pending : active).push(e);
           next = page.next;
           if (next === undefined) break;
           cursor = next;
@@ -94,8 +86,8 @@ export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = asyn
       return {
         active_count: activeCount,
         pending_count: counts.pending,
-        active_entries: active,
-        pending_entries: pending,
+        active_entries: await describeEntries(cache, activity, active),
+        pending_entries: await describeEntries(cache, activity, pending),
         stored_bytes: counts.storedBytes,
         limit,
         truncated,
@@ -104,19 +96,3 @@ export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = asyn
     },
   );
 };
-
-function describe(entry: Entry) {
-  const base = {
-    id: entry.id,
-    type: INFO_TYPE[entry.kind] as 'image' | 'api_error' | 'api_request',
-    expiration: entry.expiresAt / 1000,
-  };
-  switch (entry.kind) {
-    case 'image':
-      return { ...base, size: entry.size, mime: entry.mime };
-    case 'error':
-      return { ...base, size: Buffer.byteLength(entry.message), status: entry.status };
-    case 'pending':
-      return { ...base, size: 0 };
-  }
-}

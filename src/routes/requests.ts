@@ -14,6 +14,22 @@ export const requestRoutes: FastifyPluginAsyncTypebox<{
   cache: ImageCache;
   config: Config;
 }> = async (app, { cache, config }) => {
+  // The path exists, just not for these methods: say which ones it has.
+  app.route({
+    method: ['GET', 'PUT', 'PATCH', 'DELETE'],
+    url: '/requests',
+    schema: { hide: true },
+    handler: async (request) => {
+      throw new AppError(
+        405,
+        'Method not allowed',
+        `${request.method} is not allowed on /requests: POST a JSON body {"api_query": {…}, "ttl": seconds} to it. GET /image/{id} fetches an image; GET / shows the dashboard.`,
+        ['method'],
+        { headers: { allow: 'POST' } },
+      );
+    },
+  });
+
   app.post(
     '/requests',
     {
@@ -23,40 +39,46 @@ export const requestRoutes: FastifyPluginAsyncTypebox<{
           'Answers at once with an image id; the image is fetched from Kentik in the background. ' +
           'Identical queries (same JSON up to key order) share one upstream call. GET /image/{id} serves it.',
         tags: ['images'],
-        body: Type.Object({
-          api_query: Type.Object(
-            {},
-            {
-              additionalProperties: true,
-              description: 'The Kentik topXchart query, forwarded to Kentik unchanged',
-              examples: [
-                {
-                  queries: [
-                    {
-                      bucket: 'Left +Y Axis',
-                      isOverlay: false,
-                      query: {
-                        metric: ['bytes'],
-                        dimension: ['Traffic'],
-                        topx: 8,
-                        lookback_seconds: 3600,
-                        viz_type: 'stackedArea',
+        body: Type.Object(
+          {
+            api_query: Type.Object(
+              {},
+              {
+                additionalProperties: true,
+                description: 'The Kentik topXchart query, forwarded to Kentik unchanged',
+                examples: [
+                  {
+                    queries: [
+                      {
+                        bucket: 'Left +Y Axis',
+                        isOverlay: false,
+                        query: {
+                          metric: ['bytes'],
+                          dimension: ['Traffic'],
+                          topx: 8,
+                          lookback_seconds: 3600,
+                          viz_type: 'stackedArea',
+                        },
                       },
-                    },
-                  ],
-                  imageType: 'png',
-                },
-              ],
-            },
-          ),
-          ttl: Type.Optional(
-            Type.Integer({
-              minimum: 1,
-              maximum: config.maxTtl,
-              description: `Seconds the image stays available (default ${config.defaultTtl}, at most ${config.maxTtl})`,
-            }),
-          ),
-        }),
+                    ],
+                    imageType: 'png',
+                  },
+                ],
+              },
+            ),
+            ttl: Type.Optional(
+              Type.Integer({
+                minimum: 1,
+                maximum: config.maxTtl,
+                // Swagger's "Try it out" pre-fills this; without it, it would offer 1 s.
+                examples: [config.defaultTtl],
+                description: `Seconds the image stays available (default ${config.defaultTtl}, at most ${config.maxTtl})`,
+              }),
+            ),
+          },
+          // A typo such as "ttL" must not silently fall back to the default ttl.
+          { additionalProperties: false },
+        ),
         response: {
           200: Type.Object({
             id: Type.String({

@@ -40,7 +40,7 @@ export function buildService(): Promise<string> {
     const outfile = path.join(dir, 'dist', 'bin', 'server.mjs');
     if (!existsSync(outfile)) {
       mkdirSync(path.dirname(outfile), { recursive: true });
-      for (const name of ['node_modules', 'assets']) {
+      for (const name of ['node_modules', 'assets', 'examples']) {
         try {
           symlinkSync(path.join(ROOT, name), path.join(dir, name));
         } catch (err) {

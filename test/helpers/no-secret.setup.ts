@@ -4,7 +4,7 @@
  * test itself checks. Answers are read from a clone, so the test's own reading is untouched.
  */
 import { afterAll } from 'vitest';
-import { startedServices } from './service.ts';
+import { removeTempDirs, startedServices } from './service.ts';
 
 const leaks: string[] = [];
 const reads = new Set<Promise<void>>();
@@ -47,5 +47,6 @@ afterAll(async () => {
         `${lines.length} output line(s) of the service on ${svc.url || svc.cachePath}, e.g. ${lines[0]!.slice(0, 300)}`,
       );
   }
+  await removeTempDirs();
   if (where.length > 0) throw new Error(`the Kentik token leaked into: \n  ${where.join('\n  ')}`);
 });

@@ -34,8 +34,23 @@ export interface Service {
   exited: Promise<number | string>;
 }
 
+const createdDirs: string[] = [];
+
+/** A fresh temporary directory, removed after the test file (see removeTempDirs). */
 export function tempDir(prefix = 'kic-test-'): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  createdDirs.push(dir);
+  return dir;
+}
+
+/**
+ * Stops every service this test file started and is still running, then removes every directory
+ * tempDir made: a full `npm test` leaves nothing in the temp folder (setup file, afterAll).
+ */
+export async function removeTempDirs(): Promise<void> {
+  await Promise.all(started.map((s) => s.stop('SIGKILL')));
+  for (const dir of createdDirs.splice(0))
+    rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
 }
 
 export function removeDir(dir: string): void {

@@ -4,6 +4,7 @@ import type { Config } from '../../config.ts';
 import type { Entry, PendingEntry } from '../../domain/entry.ts';
 import { decodeEntry, encodeEntry } from '../../domain/entry-codec.ts';
 import { formatId, ID_PATTERN } from '../../domain/ids.ts';
+import { summarizeQuery } from '../../domain/query-summary.ts';
 import type { Metrics } from '../../metrics.ts';
 import {
   CoordinatorUnavailableError,
@@ -128,9 +129,19 @@ export class RedisCoordinator implements Coordinator {
 
   async decide({ hash, query, expiresAt, now }: DecideInput): Promise<Decision> {
     const queryJson = JSON.stringify(query);
+    const summary = summarizeQuery(query);
     for (;;) {
       const id = formatId(hash, expiresAt);
-      const pending: PendingEntry = { id, hash, expiresAt, createdAt: now, kind: 'pending', query };
+      // Field order matters: the scripts read expiresAt and createdAt before anything else.
+      const pending: PendingEntry = {
+        id,
+        hash,
+        expiresAt,
+        createdAt: now,
+        summary,
+        kind: 'pending',
+        query,
+      };
       const token = this.#newToken();
       const r = (await this.#eval(S.DECIDE, [
         hash,
@@ -215,6 +226,9 @@ export class RedisCoordinator implements Coordinator {
   }
 
   async settle(lease: Lease, outcome: Outcome, now: number): Promise<SettleResult> {
+    // Every id of a flight has the same query, so one summary goes into the shared fragment (and
+    // with it into rule 2's reused image entries).
+    const summary = summarizeQuery(lease.query);
     const frag =
       outcome.kind === 'image'
         ? fragment({
@@ -222,11 +236,13 @@ export class RedisCoordinator implements Coordinator {
             mime: outcome.mime,
             size: outcome.size,
             fetchedAt: outcome.fetchedAt,
+            summary,
           })
         : fragment({
             status: outcome.status,
             errorType: outcome.errorType,
             message: outcome.message,
+            summary,
           });
     this.#ownSettles.add(lease.hash);
     if (this.#ownSettles.size > 10_000) this.#ownSettles.clear();
@@ -349,6 +365,16 @@ export class RedisCoordinator implements Coordinator {
   async upstreamHeldUntil(): Promise<number> {
     const v = (await this.#cmd(['GET', `${this.#P}hold`])) as string | null;
     return v === null ? 0 : Number(v);
+  }
+
+  async sharing(hashes: string[], now: number): Promise<number[]> {
+    // h:<hash> holds the query's live pending and image ids, scored by expiry.
+    return Promise.all(
+      hashes.map(
+        async (hash) =>
+          Number(await this.#cmd(['ZCOUNT', `${this.#P}h:${hash}`, `(${now}`, '+inf'])) || 0,
+      ),
+    );
   }
 
   async counts(now: number): Promise<Counts> {

@@ -1,0 +1,465 @@
+// The dashboard: plain browser JavaScript, served as is (no build step, nothing from another host).
+// Data comes from /dashboard/api (documented in /openapi.json); live changes arrive as
+// Server-Sent Events on /dashboard/api/events, so nothing here polls the server.
+
+const API = '/dashboard/api';
+const PAGE_SIZE = 24;
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  /** Cursors of the pages before the current one; the current page's own cursor last. */
+  cursors: [undefined],
+  next: null,
+  /** Entries on screen by id. */
+  shown: new Map(),
+  status: null,
+  examples: [],
+};
+
+// ---------- formatting ----------
+const nf = new Intl.NumberFormat();
+function bytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GB`;
+}
+function left(seconds) {
+  if (seconds <= 0) return 'expired';
+  const s = Math.floor(seconds);
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = String(s % 60).padStart(2, '0');
+  if (d > 0) return `${d} d ${h} h`;
+  if (h > 0) return `${h} h ${String(m).padStart(2, '0')} min`;
+  return `${m}:${sec}`;
+}
+function ago(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  return `${Math.round(s / 3600)} h ago`;
+}
+const timeOfDay = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
+const dayAndTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+/** Today's entries by time alone (most are), older ones with their day. */
+function when(ms) {
+  const d = new Date(ms);
+  return d.toDateString() === new Date().toDateString()
+    ? timeOfDay.format(d)
+    : dayAndTime.format(d);
+}
+const TYPE_NAMES = { png: 'PNG', jpeg: 'JPEG', svg: 'SVG', pdf: 'PDF' };
+const STATE_NAMES = { image: 'ready', api_request: 'pending', api_error: 'failed' };
+
+function titleOf(e) {
+  const s = e.query_summary;
+  if (s?.title) return s.title;
+  if (s) return `${s.metrics.join(', ') || 'Traffic'} by ${s.dimensions.join(', ') || 'total'}`;
+  return `Chart ${e.id.slice(0, 12)}…`;
+}
+function lineOf(e) {
+  const s = e.query_summary;
+  if (!s) return 'Query details not recorded for this entry.';
+  // Without a query_title the title already says what is measured: do not repeat it.
+  const what = s.title
+    ? `${s.metrics.join(', ') || 'default metric'} by ${s.dimensions.join(', ') || 'total'}`
+    : undefined;
+  const type = TYPE_NAMES[mimeType(e) ?? s.image_type] ?? s.image_type.toUpperCase();
+  return [what, s.time, s.devices, type].filter(Boolean).join(' · ');
+}
+function mimeType(e) {
+  return {
+    'image/png': 'png',
+    'image/jpeg': 'jpeg',
+    'image/svg+xml': 'svg',
+    'application/pdf': 'pdf',
+  }[e.mime];
+}
+const imageUrl = (id) => `${location.origin}/image/${id}`;
+
+// ---------- data ----------
+async function getJson(url) {
+  const res = await fetch(url, { headers: { accept: 'application/json' } });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.msg ?? `${url} answered ${res.status}`);
+  return body;
+}
+
+function filters() {
+  const p = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  const q = $('q').value.trim();
+  if (q) p.set('q', q);
+  if ($('type').value) p.set('image_type', $('type').value);
+  if ($('failures').checked) p.set('state', 'failed');
+  return p;
+}
+
+let loadSeq = 0;
+async function loadPage() {
+  const seq = ++loadSeq;
+  const p = filters();
+  const cursor = state.cursors.at(-1);
+  if (cursor) p.set('cursor', cursor);
+  let page;
+  try {
+    page = await getJson(`${API}/entries?${p}`);
+  } catch (err) {
+    $('summary').textContent = `Could not load the charts: ${err.message}`;
+    return;
+  }
+  if (seq !== loadSeq) return; // a newer request is on its way
+  state.next = page.next_cursor;
+  render(page.entries);
+  const first = (state.cursors.length - 1) * PAGE_SIZE;
+  const filtered = p.has('q') || p.has('image_type') || p.has('state');
+  const shown = `${nf.format(first + 1)}–${nf.format(first + page.entries.length)}`;
+  $('summary').textContent =
+    page.entries.length === 0
+      ? page.next_cursor
+        ? 'No matches among the newest entries searched so far: “Older →” searches further.'
+        : filtered
+          ? 'No entries match these filters.'
+          : 'The cache is empty. Create a chart with “New chart” above, or POST a query to /requests.'
+      : page.matched === null
+        ? `Showing matches ${shown}, newest first.`
+        : `Showing ${shown} of ${nf.format(page.matched)} ${filtered ? 'matching ' : ''}entries, newest first.`;
+  $('newer').disabled = state.cursors.length <= 1;
+  $('older').disabled = !state.next;
+}
+
+// ---------- rendering ----------
+function render(entries) {
+  const gallery = $('gallery');
+  const keep = new Map();
+  const nodes = entries.map((e) => {
+    const old = state.shown.get(e.id);
+    // A card is rebuilt only when its kind of thumbnail changes (pending → image, say).
+    const node = old && old.node.dataset.type === e.type ? old.node : createCard(e);
+    fillCard(node, e);
+    keep.set(e.id, { entry: e, node });
+    return node;
+  });
+  gallery.replaceChildren(...nodes);
+  state.shown = keep;
+}
+
+function createCard(e) {
+  const node = $('card').content.firstElementChild.cloneNode(true);
+  node.dataset.id = e.id;
+  node.dataset.type = e.type;
+  const thumb = node.querySelector('.thumb');
+  const title = titleOf(e);
+  if (e.type === 'image' && e.mime === 'application/pdf') {
+    const a = document.createElement('a');
+    a.href = `/image/${e.id}`;
+    a.className = 'pdf-tile';
+    a.target = '_blank';
+    a.rel = 'noopener';
+    a.setAttribute('aria-label', `Open the PDF: ${title}`);
+    a.innerHTML = '<span class="pdf-icon" aria-hidden="true">PDF</span><span>Open PDF</span>';
+    thumb.append(a);
+  } else if (e.type === 'image') {
+    const a = document.createElement('a');
+    a.href = `/image/${e.id}`;
+    a.target = '_blank';
+    a.rel = 'noopener';
+    const img = document.createElement('img');
+    img.src = `/image/${e.id}`;
+    img.alt = `Chart: ${title} (${lineOf(e)})`;
+    img.loading = 'lazy';
+    img.decoding = 'async';
+    a.append(img);
+    thumb.append(a);
+  } else if (e.type === 'api_request') {
+    thumb.classList.add('pending');
+    thumb.innerHTML =
+      '<span class="spinner" aria-hidden="true"></span><span class="waiting">Fetching from Kentik… <span class="elapsed"></span></span>';
+  } else {
+    thumb.classList.add('failed');
+    const strong = document.createElement('strong');
+    strong.textContent = `Kentik said ${e.error?.status ?? e.status}`;
+    thumb.append(strong);
+  }
+  for (const b of node.querySelectorAll('[data-copy]'))
+    b.addEventListener('click', () => copy(node, b.dataset.copy));
+  return node;
+}
+
+function fillCard(node, e) {
+  node.dataset.state = STATE_NAMES[e.type];
+  node.dataset.expiration = String(e.expiration);
+  node.dataset.created = String(e.created);
+  const title = titleOf(e);
+  node.querySelector('.title').textContent = title;
+  node.querySelector('.title').title = e.id;
+  node.querySelector('.line').textContent = lineOf(e);
+  const err = node.querySelector('.error');
+  if (e.type === 'api_error') {
+    err.hidden = false;
+    err.textContent = e.error ? e.error.message : `Failed with status ${e.status}`;
+    err.title = err.textContent; // the card shows the first lines; the whole message on hover
+  } else err.hidden = true;
+  const st = node.querySelector('.state');
+  st.textContent = STATE_NAMES[e.type];
+  st.className = `state badge ${STATE_NAMES[e.type]}`;
+  const created = node.querySelector('.created');
+  created.textContent = when(e.created * 1000);
+  created.title = new Date(e.created * 1000).toString();
+  node.querySelector('.size').textContent = e.type === 'api_request' ? '—' : bytes(e.size);
+  node.querySelector('.served').textContent = `${nf.format(e.served)}×`;
+  node.querySelector('.shares').textContent = nf.format(e.shares);
+  for (const b of node.querySelectorAll('[data-copy]')) {
+    b.disabled = e.type === 'api_error';
+    b.setAttribute('aria-label', `${b.textContent}: ${title}`);
+  }
+  tickCard(node, Date.now());
+}
+
+function tickCard(node, now) {
+  const secondsLeft = Number(node.dataset.expiration) - now / 1000;
+  node.querySelector('.left').textContent = left(secondsLeft);
+  if (secondsLeft <= 0) node.classList.add('expired');
+  const elapsed = node.querySelector('.elapsed');
+  if (elapsed)
+    elapsed.textContent = `${Math.max(0, Math.round(now / 1000 - Number(node.dataset.created)))} s`;
+}
+
+// The countdowns run on the local clock; this touches no server.
+setInterval(() => {
+  const now = Date.now();
+  for (const { node } of state.shown.values()) tickCard(node, now);
+}, 1000);
+
+// ---------- share ----------
+async function copy(node, kind) {
+  const id = node.dataset.id;
+  const entry = state.shown.get(id)?.entry;
+  const url = imageUrl(id);
+  const alt = entry ? titleOf(entry) : 'Kentik chart';
+  const text =
+    kind === 'url'
+      ? url
+      : kind === 'markdown'
+        ? `![${alt.replace(/[[\]\\]/g, '\\$&')}](${url})`
+        : `<img src="${url}" alt="${alt.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;')}">`;
+  try {
+    await navigator.clipboard.writeText(text);
+    toast(
+      `Copied ${kind === 'url' ? 'the image URL' : `a ${kind === 'html' ? 'HTML' : 'Markdown'} snippet`}.`,
+    );
+  } catch {
+    toast(`Copy failed; here it is to copy by hand: ${text}`);
+  }
+}
+
+let toastTimer;
+function toast(msg) {
+  const t = $('toast');
+  t.textContent = msg;
+  t.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (t.hidden = true), 4000);
+}
+
+// ---------- status bar ----------
+function renderStatus(s) {
+  state.status = s;
+  const e = s.entries;
+  $('st-entries').innerHTML = '';
+  $('st-entries').append(
+    badge('ready', `${nf.format(e.ready)} ready`),
+    badge('pending', `${nf.format(e.pending)} pending`),
+    badge('failed', `${nf.format(e.failed)} failed`),
+  );
+  $('st-bytes').textContent = `${bytes(s.stored_bytes)} stored`;
+  const r = s.requests;
+  $('st-requests').textContent =
+    `Requests: ${nf.format(r.hit)} hit · ${nf.format(r.shared)} shared · ${nf.format(r.miss)} miss`;
+  const u = s.upstream;
+  const plural = (n, word) => `${nf.format(n)} ${word}${n === 1 ? '' : 's'}`;
+  let up = `Kentik, last ${u.minutes} min: ${plural(u.calls, 'call')}, ${plural(u.errors, 'error')}`;
+  if (u.last_error) up += ` · last error ${u.last_error.status} ${ago(u.last_error.at)}`;
+  $('st-upstream').textContent = up;
+  $('st-upstream').title = u.last_error ? u.last_error.message : 'No upstream error since start';
+  $('st-upstream').classList.toggle('warn', u.errors > 0);
+  $('st-backend').textContent = `Backend: ${s.backend}`;
+  if (!$('ttl').value) $('ttl').value = String(s.default_ttl);
+  $('ttl').max = String(s.max_ttl);
+  // Named live charts (issue 13) are listed here once the service reports any.
+  $('charts').hidden = s.charts.length === 0;
+  $('charts-list').replaceChildren(
+    ...s.charts.map((c) => {
+      const li = document.createElement('li');
+      const a = document.createElement('a');
+      a.href = c.url;
+      a.textContent = c.title ?? c.name;
+      li.append(a);
+      return li;
+    }),
+  );
+}
+function badge(kind, text) {
+  const span = document.createElement('span');
+  span.className = `badge ${kind}`;
+  span.textContent = text;
+  return span;
+}
+
+// ---------- live updates ----------
+let reloadTimer;
+function reloadSoon() {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(loadPage, 300);
+}
+
+function connect() {
+  const es = new EventSource(`${API}/events`);
+  const live = $('st-live');
+  es.addEventListener('open', () => {
+    live.textContent = '● live';
+    live.classList.add('on');
+  });
+  es.addEventListener('error', () => {
+    live.textContent = '○ reconnecting';
+    live.classList.remove('on');
+  });
+  es.addEventListener('status', (ev) => renderStatus(JSON.parse(ev.data)));
+  connectMore(es);
+  es.addEventListener('created', () => {
+    // New ids appear at the top: only the first page changes.
+    if (state.cursors.length === 1) reloadSoon();
+  });
+  es.addEventListener('settled', (ev) => {
+    const { hash, entries } = JSON.parse(ev.data);
+    let changed = false;
+    for (const e of entries) {
+      const shown = state.shown.get(e.id);
+      if (!shown) continue;
+      changed = true;
+      shown.entry = e;
+    }
+    // Settled without a list (too many, or by another replica): reload if we show one of its ids.
+    const described = new Set(entries.map((e) => e.id));
+    for (const [id, { entry }] of state.shown)
+      if (id.startsWith(`${hash}_`) && entry.type === 'api_request' && !described.has(id))
+        return reloadSoon();
+    // Re-render from what is on screen; a failure filter may now match more, so reload then.
+    if (changed) {
+      if ($('failures').checked) reloadSoon();
+      else render([...state.shown.values()].map((s) => s.entry));
+    }
+  });
+}
+
+function connectMore(es) {
+  es.addEventListener('deleted', (ev) => {
+    const { ids } = JSON.parse(ev.data);
+    if (ids.some((id) => state.shown.has(id))) reloadSoon();
+  });
+  es.addEventListener('reset', () => reloadSoon());
+}
+
+// ---------- new chart ----------
+async function loadExamples() {
+  try {
+    const { examples } = await getJson(`${API}/examples`);
+    state.examples = examples;
+    const select = $('example');
+    for (const [i, ex] of examples.entries()) {
+      const o = document.createElement('option');
+      o.value = String(i);
+      o.textContent = `${ex.title} (${ex.name})`;
+      select.append(o);
+    }
+  } catch {
+    // The form still works by pasting.
+  }
+}
+
+function formError(msg) {
+  $('form-ok').hidden = true;
+  $('form-error').hidden = !msg;
+  $('form-error').textContent = msg ?? '';
+  $('query').setAttribute('aria-invalid', msg ? 'true' : 'false');
+}
+
+async function submitChart(ev) {
+  ev.preventDefault();
+  formError(null);
+  let query;
+  try {
+    query = JSON.parse($('query').value);
+  } catch (err) {
+    return formError(`That is not valid JSON: ${err.message}`);
+  }
+  // A whole request file ({"api_query": …, "ttl": …}) is accepted too.
+  if (query && typeof query === 'object' && 'api_query' in query) query = query.api_query;
+  const ttl = Number($('ttl').value);
+  if (!Number.isInteger(ttl) || ttl < 1)
+    return formError('The ttl must be a whole number of seconds, at least 1.');
+  $('submit').disabled = true;
+  try {
+    const res = await fetch('/requests', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ api_query: query, ttl }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok)
+      return formError(`${res.status} ${body.type ?? ''}: ${body.msg ?? 'the request failed'}`);
+    $('form-ok').hidden = false;
+    $('form-ok').textContent =
+      `Created ${body.id.slice(0, 12)}…; it appears below and updates when Kentik answers.`;
+    // Back to the first page, unfiltered, so the new chart is in view.
+    $('q').value = '';
+    $('type').value = '';
+    $('failures').checked = false;
+    state.cursors = [undefined];
+    await loadPage();
+  } catch (err) {
+    formError(`Could not reach the service: ${err.message}`);
+  } finally {
+    $('submit').disabled = false;
+  }
+}
+
+// ---------- wiring ----------
+let searchTimer;
+function restart() {
+  // Whatever triggered this reads every filter: a search still waiting for typing to stop is moot.
+  clearTimeout(searchTimer);
+  state.cursors = [undefined];
+  loadPage();
+}
+$('q').addEventListener('input', () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(restart, 250);
+});
+$('type').addEventListener('change', restart);
+$('failures').addEventListener('change', restart);
+$('filters').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  restart();
+});
+$('older').addEventListener('click', () => {
+  if (!state.next) return;
+  state.cursors.push(state.next);
+  loadPage().then(() => $('gallery').focus());
+});
+$('newer').addEventListener('click', () => {
+  if (state.cursors.length > 1) state.cursors.pop();
+  loadPage().then(() => $('gallery').focus());
+});
+$('example').addEventListener('change', () => {
+  const ex = state.examples[Number($('example').value)];
+  if (!ex) return;
+  $('query').value = JSON.stringify(ex.body.api_query, null, 2);
+  formError(null);
+});
+$('chart-form').addEventListener('submit', submitChart);
+
+connect();
+loadExamples();
+loadPage();
