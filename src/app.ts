@@ -9,6 +9,7 @@ import Fastify, {
 } from 'fastify';
 import { ImageCache } from './cache/image-cache.ts';
 import { createMaintenance, type Maintenance } from './cache/maintenance.ts';
+import { registerCharts } from './charts/index.ts';
 import type { Config } from './config.ts';
 import { AppError } from './errors.ts';
 import { createKentikClient, type KentikClient } from './kentik/client.ts';
@@ -114,6 +115,10 @@ export async function buildApp({
       tags: [
         { name: 'images', description: 'Request and fetch chart images' },
         { name: 'operations', description: 'Health, readiness, metrics and cache contents' },
+        {
+          name: 'charts',
+          description: 'Named live charts: one stable URL that always shows a fresh image',
+        },
       ],
     },
   });
@@ -160,6 +165,7 @@ export async function buildApp({
   await app.register(imageRoutes, { cache, config });
   await app.register(infoRoutes, { cache });
   await app.register(operationRoutes, { cache, store, metrics });
+  await registerCharts(app, { config, cache, metrics });
 
   app.addHook('onClose', async () => {
     await maintenance.stop();

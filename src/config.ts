@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseEnv } from 'node:util';
 import { Secret } from './secret.ts';
+import { loadChartSettings, type ChartSettings } from './charts/settings.ts';
 
 export interface Config {
   ktAuthEmail: string;
@@ -30,6 +31,8 @@ export interface Config {
   host: string;
   port: number;
   debug: boolean;
+  /** Named live charts (src/charts). */
+  charts: ChartSettings;
 }
 
 export class ConfigError extends Error {
@@ -172,6 +175,8 @@ export function loadConfig(env: Env): Config {
     );
   }
 
+  const charts = loadChartSettings(number);
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     ktAuthEmail,
@@ -192,5 +197,6 @@ export function loadConfig(env: Env): Config {
     host,
     port,
     debug: ['1', 'true', 'yes', 'on'].includes(debugRaw),
+    charts,
   };
 }
