@@ -5,7 +5,12 @@ import { isImageMime } from '../domain/entry.ts';
 export const CHART_NAME_PATTERN = /^[A-Za-z0-9._-]{1,100}$/;
 export const CHART_NAME_PATTERN_SOURCE = '^[A-Za-z0-9._-]{1,100}$';
 
-export const isChartName = (name: string): boolean => CHART_NAME_PATTERN.test(name);
+/**
+ * `.` and `..` match the pattern but are dot-segments: browsers and HTTP clients rewrite
+ * `/charts/..` to `/` before sending, so a chart with such a name could never be reached.
+ */
+export const isChartName = (name: string): boolean =>
+  CHART_NAME_PATTERN.test(name) && name !== '.' && name !== '..';
 
 /** What a client defined with PUT /charts/{name}. */
 export interface ChartDefinition {

@@ -122,7 +122,7 @@ const badName = (name: string): AppError =>
   new AppError(
     400,
     'Validation error',
-    `Chart name ${JSON.stringify(name.slice(0, 120))} is invalid: use 1–100 characters of A–Z, a–z, 0–9, '.', '_' and '-'.`,
+    `Chart name ${JSON.stringify(name.slice(0, 120))} is invalid: use 1–100 characters of A–Z, a–z, 0–9, '.', '_' and '-' (not "." or "..", which URLs cannot carry).`,
     ['path', 'name'],
   );
 
@@ -499,7 +499,7 @@ export function validateChartBody(
       `api_query cannot be hashed: ${err.message}. Numbers must be finite and strings valid Unicode.`,
     );
   }
-  const refresh = b.refresh ?? limits.defaultRefresh;
+  const refresh = 'refresh' in b ? b.refresh : limits.defaultRefresh;
   if (
     typeof refresh !== 'number' ||
     !Number.isInteger(refresh) ||

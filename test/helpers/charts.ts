@@ -14,7 +14,7 @@ export async function http(
   const res = await fetch(url, init);
   const bytes = Buffer.from(await res.arrayBuffer());
   let json: any;
-  if ((res.headers.get('content-type') ?? '').includes('json'))
+  if (bytes.length > 0 && (res.headers.get('content-type') ?? '').includes('json'))
     json = JSON.parse(bytes.toString('utf8'));
   return { status: res.status, headers: res.headers, bytes, json };
 }
