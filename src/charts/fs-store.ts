@@ -85,6 +85,7 @@ export class FsChartStore implements ChartStore {
   }
 
   async get(name: string): Promise<StoredChart | undefined> {
+    this.#file(name); // validates the name, as every other backend does
     return this.#charts.get(name);
   }
 
