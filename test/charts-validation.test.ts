@@ -21,6 +21,7 @@ beforeAll(async () => {
     KENTIK_API_RETRIES: '0',
     MAX_TTL: '86400',
     CHART_MAX_COUNT: '4',
+    ENTRY_WAIT_TIMEOUT: '1',
   });
 });
 afterAll(async () => {
@@ -191,6 +192,21 @@ describe('bad input gets a clear 4xx JSON error and changes nothing', () => {
     expect((await http(`${svc.url}/charts/cap-3`, { method: 'DELETE' })).status).toBe(204);
     expect((await putChart(svc.url, 'cap-4', { api_query: q })).status).toBe(201);
     expect((await getJson(`${svc.url}/charts`)).total).toBe(4);
+  });
+
+  it('a first image still pending after ENTRY_WAIT_TIMEOUT is a 504 like GET /image/{id}; the next request joins the same fetch', async () => {
+    sim.reset();
+    sim.setFaults({ latencyMs: 1600 });
+    const slow = kentikQuery('slow-first');
+    // Replaces a chart of the limit test (CHART_MAX_COUNT is reached).
+    expect((await putChart(svc.url, 'cap-0', { api_query: slow, refresh: 600 })).status).toBe(200);
+    const r = await chartImage(svc.url, 'cap-0');
+    expectError(r, 504, ['path', 'name'], 'still being fetched');
+    expect(r.headers.get('retry-after')).toBe('5');
+    const later = await chartImage(svc.url, 'cap-0');
+    expect(later.status).toBe(200);
+    expect(sim.stats().total).toBe(1);
+    sim.reset();
   });
 
   it('/docs describes every chart endpoint', async () => {

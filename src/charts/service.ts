@@ -4,7 +4,8 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { ImageCache } from '../cache/image-cache.ts';
 import type { Config } from '../config.ts';
 import type { ImageEntry } from '../domain/entry.ts';
-import { AppError } from '../errors.ts';
+import { AppError, StorageError } from '../errors.ts';
+import { StoreWriteError } from '../store/store.ts';
 import {
   dueTime,
   refreshTtl,
@@ -106,7 +107,15 @@ export class ChartService {
       updatedAt: now,
       generation: randomBytes(8).toString('hex'),
     };
-    const result = await this.#store.put(definition, this.#config.charts.maxCount);
+    const result = await this.#store
+      .put(definition, this.#config.charts.maxCount)
+      .catch((err: unknown) => {
+        if (!(err instanceof StoreWriteError)) throw err;
+        throw new StorageError(
+          `The chart could not be saved (${err.code ?? err.message}). Check the cache directory${err.code === 'ENOSPC' ? ' (the disk is full)' : ''}, then PUT it again.`,
+          { cause: err },
+        );
+      });
     if (result === 'limit') {
       throw new AppError(
         409,
@@ -132,7 +141,14 @@ export class ChartService {
   }
 
   async remove(name: string): Promise<void> {
-    if (!(await this.#store.delete(name))) throw chartNotFound(name);
+    const deleted = await this.#store.delete(name).catch((err: unknown) => {
+      if (!(err instanceof StoreWriteError)) throw err;
+      throw new StorageError(
+        `The chart could not be deleted (${err.code ?? err.message}). Check the cache directory, then DELETE it again.`,
+        { cause: err },
+      );
+    });
+    if (!deleted) throw chartNotFound(name);
   }
 
   /** True while this process runs a refresh of the chart. */
@@ -222,6 +238,9 @@ export class ChartService {
       const remaining = deadline - this.#now();
       if (remaining <= 0) return 'timeout';
       const result = await raceAbort(this.#refresh(name), remaining, signal);
+      // A refresh this request joined late gave up waiting, but its fetch goes on: wait on with a
+      // new refresh, which shares that fetch, until this request's own deadline.
+      if (result === 'timeout' && this.#now() < deadline && !this.#cache.closing) continue;
       if (result !== 'locked') return result;
       // Another replica holds the refresh lock: watch the shared state until its refresh lands.
       // (Polling, not pub/sub: a message lost on reconnect would leave this request hanging.)
