@@ -1,5 +1,5 @@
 import { afterAll, beforeAll } from 'vitest';
-import { startRedis, type RedisServer } from '../../test/helpers/redis-server.ts';
+import { startRedis, type RedisServer } from '../../test/helpers/chart-redis-server.ts';
 import { connectChartRedis } from './redis-client.ts';
 import { RedisChartStore } from './redis-store.ts';
 import { chartStoreContract } from './store.contract.ts';
