@@ -4,8 +4,9 @@ import type { Metrics } from '../metrics.ts';
 import { chartReadRoutes, chartWriteRoutes } from '../routes/charts.ts';
 import { FsChartStore } from './fs-store.ts';
 import { createChartMetrics } from './metrics.ts';
-import { connectChartRedis } from './redis-client.ts';
-import { RedisChartStore } from './redis-store.ts';
+import { RedisChartStore, type ChartRedis } from './redis-store.ts';
+import { CoordinatorUnavailableError } from '../coordination/coordinator.ts';
+import { createRedisLink, RedisUnavailable, type RedisLink } from '../coordination/redis/client.ts';
 import { ChartService, type ChartImageSource } from './service.ts';
 import type { ChartStore } from './store.ts';
 
@@ -51,16 +52,31 @@ export async function registerCharts(
 /** The chart store CACHE_BACKEND asks for. */
 async function createChartStore(config: Config, log: FastifyBaseLogger): Promise<ChartStore> {
   if (config.cacheBackend === 'redis') {
-    if (!config.redisUrl) throw new Error('CACHE_BACKEND=redis without REDIS_URL');
-    const url = config.redisUrl;
-    // Node-redis errors name host and port, never the password; scrubbed anyway.
-    const redis = await connectChartRedis(url.reveal(), (message) =>
-      log.warn({ err: url.scrub(message) }, 'chart store: Redis connection error'),
+    if (!config.redisUrl) throw new Error('REDIS_URL is required with CACHE_BACKEND=redis');
+    // A connection of its own through the service's Redis adapter (same timeouts, no offline
+    // queue, password scrubbed from errors); the coordinator opened Redis just before, so a
+    // Redis that cannot be reached has already stopped the start.
+    const link = createRedisLink(config.redisUrl, (message) =>
+      log.warn({ err: message }, 'chart store: Redis connection error'),
     );
-    return new RedisChartStore(redis, config.redisKeyPrefix, () => redis.close());
+    await link.connect();
+    return new RedisChartStore(chartRedis(link), config.redisKeyPrefix, () => link.close());
   }
   return new FsChartStore(config.cachePath, {
     onQuarantine: (file, reason, movedTo) =>
       log.warn({ file, reason, movedTo }, 'unreadable chart file quarantined'),
   });
+}
+
+/** Redis being unreachable is a 503 with Retry-After, as for every other request that needs it. */
+export function chartRedis(link: Pick<RedisLink, 'command' | 'evalScript'>): ChartRedis {
+  const translate = (err: unknown): never => {
+    if (err instanceof RedisUnavailable)
+      throw new CoordinatorUnavailableError(err.message, { cause: err });
+    throw err;
+  };
+  return {
+    command: (args) => link.command(args).catch(translate),
+    evalScript: (script, keys, args) => link.evalScript(script, keys, args).catch(translate),
+  };
 }

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll } from 'vitest';
-import { startRedis, type RedisServer } from '../../test/helpers/chart-redis-server.ts';
-import { connectChartRedis } from './redis-client.ts';
+import { startRedis, stopAllRedis, type RedisServer } from '../../test/helpers/redis-server.ts';
+import { createRedisLink } from '../coordination/redis/client.ts';
+import { Secret } from '../secret.ts';
+import { chartRedis } from './index.ts';
 import { RedisChartStore } from './redis-store.ts';
 import { chartStoreContract } from './store.contract.ts';
 
@@ -11,12 +13,13 @@ beforeAll(async () => {
   redis = await startRedis();
 });
 afterAll(async () => {
-  await redis?.stop();
+  await stopAllRedis();
 });
 
 const open = async (): Promise<RedisChartStore> => {
-  const client = await connectChartRedis(redis.url);
-  return new RedisChartStore(client, `test${run}:`, () => client.close());
+  const link = createRedisLink(new Secret(redis.url), () => {});
+  await link.connect();
+  return new RedisChartStore(chartRedis(link), `test${run}:`, () => link.close());
 };
 
 chartStoreContract('RedisChartStore', {
