@@ -16,7 +16,7 @@ export interface ChartsDeps {
   metrics: Metrics;
   /** Defaults to the store of CACHE_BACKEND: files under CACHE_PATH, or Redis at REDIS_URL. */
   store?: ChartStore;
-  /** Access control for the write routes (PUT/DELETE), e.g. the API-key guard of POST /requests. */
+  /** An extra preHandler for the write routes (PUT/DELETE) only, e.g. a guard of their own. */
   guardWrites?: preHandlerHookHandler;
 }
 

@@ -372,6 +372,12 @@ export const chartWriteRoutes: FastifyPluginAsyncTypebox<ChartRouteOptions> = as
   const minRefresh = config.charts.minRefresh;
   const defaultRefresh = Math.min(DEFAULT_REFRESH, config.maxTtl);
 
+  // Every route of this plugin changes charts: each asks for the access control POST /requests
+  // has (`config.access`, enforced by the service's API-key guard when API keys are configured).
+  app.addHook('onRoute', (route) => {
+    route.config = { ...route.config, access: 'api-key' } as typeof route.config;
+  });
+
   app.put(
     '/charts/:name',
     {
