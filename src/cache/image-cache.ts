@@ -167,17 +167,19 @@ export class ImageCache {
   }
 
   async #lookup(id: string): Promise<Lookup> {
-    const entry = this.#finished.get(id) ?? (await this.#coordinator.getEntry(id));
-    if (!entry) return { kind: 'missing', reason: 'unknown' };
+    const remembered = this.#finished.get(id);
+    const entry = remembered ?? (await this.#coordinator.getEntry(id));
     const now = this.#now();
+    // Unknown also when Redis already dropped it at its expiry: the message says both.
+    if (!entry) return { kind: 'missing', reason: 'unknown' };
     if (entry.expiresAt <= now) return { kind: 'missing', reason: 'expired' };
     if (entry.kind === 'pending') return { kind: 'pending', entry };
     this.#remember(entry);
     if (entry.kind === 'error') return { kind: 'error', entry };
     this.#coordinator.noteServed?.(entry.digest, now);
-    const bytes =
-      this.blobs.peek(entry.digest) ??
-      (await this.blobs.get(entry.digest, () => this.#loadBlob(entry.digest)));
+    const held = this.blobs.peek(entry.digest);
+    if (held && remembered) this.#metrics.memoryHits.inc();
+    const bytes = held ?? (await this.blobs.get(entry.digest, () => this.#loadBlob(entry.digest)));
     if (!bytes) {
       this.#log.warn({ id, digest: entry.digest }, 'image bytes missing or damaged; entry dropped');
       this.#finished.delete(id);
@@ -265,12 +267,9 @@ export class ImageCache {
 
   #onEvent(event: CoordinatorEvent): void {
     switch (event.type) {
-      case 'settled': {
-        const ids = event.ids ?? this.waiters.idsOf(event.hash);
-        for (const id of ids) this.waiters.notify(id);
-        this.events.emit('settled', ids, event.hash);
+      case 'settled':
+        void this.#wake(event.hash, event.ids);
         return;
-      }
       case 'deleted':
         for (const id of event.ids) this.#finished.delete(id);
         for (const d of event.digests) this.blobs.forget(d);
@@ -294,6 +293,32 @@ export class ImageCache {
         }
         return;
     }
+  }
+
+  /**
+   * A flight settled. The results of every id waiting here are read in one round trip and the
+   * bytes once, before the waiters are woken: hundreds of them then answer from memory.
+   */
+  async #wake(hash: string, ids: string[] | undefined): Promise<void> {
+    const waiting = ids ? ids.filter((id) => this.waiters.has(id)) : this.waiters.idsOf(hash);
+    try {
+      if (waiting.length > 0) {
+        let digest: string | undefined;
+        for (const e of await this.#coordinator.getEntries(waiting)) {
+          if (!e || e.kind === 'pending') continue;
+          this.#remember(e);
+          if (e.kind === 'image') digest = e.digest;
+        }
+        if (digest !== undefined) {
+          const d = digest;
+          await this.blobs.get(d, () => this.#loadBlob(d));
+        }
+      }
+    } catch {
+      // Each waiter looks for itself and answers what it finds.
+    }
+    for (const id of waiting) this.waiters.notify(id);
+    this.events.emit('settled', ids ?? waiting, hash);
   }
 
   /** Wakes the waiters of `id` if it is no longer pending (or cannot be checked now). */
@@ -369,11 +394,16 @@ export class ImageCache {
     renew.unref();
 
     let outcome: Outcome;
+    let result: SettleResult;
     try {
-      outcome = await this.#fetch(lease, signal, (s) => (slot = s));
+      try {
+        outcome = await this.#fetch(lease, signal, (s) => (slot = s));
+      } finally {
+        await slot?.release().catch(() => {});
+      }
+      // Still renewing while the result is stored: a slow write must not cost the lease.
+      result = await this.#settle(lease, outcome);
     } catch (err) {
-      clearInterval(renew);
-      await slot?.release().catch(() => {});
       if (leaseLost) {
         this.#log.warn({ hash: lease.hash }, 'fetch abandoned: its lease was taken over');
         return;
@@ -383,12 +413,17 @@ export class ImageCache {
         await this.#coordinator.releaseLease(lease).catch(() => {});
         return;
       }
+      if (err instanceof CoordinatorUnavailableError) {
+        this.#log.warn(
+          { hash: lease.hash, err: err.message },
+          'fetch result dropped: the shared index stayed unreachable; the flight is fetched again once its lease runs out',
+        );
+        return;
+      }
       throw err;
+    } finally {
+      clearInterval(renew);
     }
-    clearInterval(renew);
-    await slot?.release().catch(() => {});
-
-    const result = await this.#settle(lease, outcome);
     this.#metrics.settles.inc({ outcome: result.accepted ? 'accepted' : 'rejected' });
     if (!result.accepted) {
       this.#log.warn({ hash: lease.hash }, 'late result rejected: the flight was taken over');
@@ -430,9 +465,13 @@ export class ImageCache {
     }
     const digest = bytesDigest(image.bytes);
     try {
-      await this.#coordinator.putBlob(digest, image.bytes, this.#now() + 2 * this.#leaseMs);
+      await this.#retryWhileUnavailable(() =>
+        this.#coordinator.putBlob(digest, image.bytes, this.#now() + 2 * this.#leaseMs),
+      );
     } catch (err) {
-      if (signal.aborted) throw err;
+      // Redis stayed away: no result is better than a wrong one. The lease runs out and whoever
+      // holds the flight next fetches again.
+      if (signal.aborted || err instanceof CoordinatorUnavailableError) throw err;
       const code = err instanceof StoreWriteError ? err.code : undefined;
       this.#metrics.storeErrors.inc({ code: code ?? 'unknown' });
       this.#log.error({ id: lease.id, err: (err as Error).message }, 'could not store image');
@@ -472,11 +511,15 @@ export class ImageCache {
   }
 
   /** Settles, retrying while the index is unreachable, as long as the lease could still hold. */
-  async #settle(lease: Lease, outcome: Outcome): Promise<SettleResult> {
+  #settle(lease: Lease, outcome: Outcome): Promise<SettleResult> {
+    return this.#retryWhileUnavailable(() => this.#coordinator.settle(lease, outcome, this.#now()));
+  }
+
+  async #retryWhileUnavailable<T>(op: () => Promise<T>): Promise<T> {
     const giveUpAt = this.#now() + this.#leaseMs;
     for (;;) {
       try {
-        return await this.#coordinator.settle(lease, outcome, this.#now());
+        return await op();
       } catch (err) {
         if (!(err instanceof CoordinatorUnavailableError) || this.#now() > giveUpAt) throw err;
         await sleep(SETTLE_RETRY_MS);

@@ -150,7 +150,7 @@ for i, hash in ipairs(hashes) do
   local query = redis.call('HGET', q, 'query')
   local live = nil
   if query then
-    for _, id in ipairs(redis.call('SRANDMEMBER', w, 20)) do
+    for _, id in ipairs(redis.call('SMEMBERS', w)) do
       if redis.call('EXISTS', P .. 'e:' .. id) == 1 then live = id break end
     end
   end
