@@ -392,6 +392,21 @@ describe('persistence', () => {
     expect(calls(q)).toBe(1); // served from the cache, not fetched again
   });
 
+  it('a failing chart keeps backing off across a restart', async () => {
+    const q = kentikQuery('persist-failing');
+    await putChart(svc.url, 'persist-failing', { api_query: q, refresh: 600 });
+    sim.script([{ kind: 'status', status: 400, message: 'unknown dimension' }]);
+    expect((await chartImage(svc.url, 'persist-failing')).status).toBe(400);
+    await svc.stop();
+    svc = await startService(env(), { cachePath });
+    const r = await chartImage(svc.url, 'persist-failing');
+    expect(r.status).toBe(400);
+    expect(r.json.msg).toContain('unknown dimension');
+    expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(500);
+    expect(calls(q)).toBe(1);
+    expect((await getJson(`${svc.url}/charts/persist-failing`)).failures).toBe(1);
+  });
+
   it('survives kill -9 right after a PUT answered', async () => {
     const q = kentikQuery('crash');
     expect((await putChart(svc.url, 'crash', { api_query: q, refresh: 777 })).status).toBe(201);
