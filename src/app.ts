@@ -9,6 +9,7 @@ import Fastify, {
 } from 'fastify';
 import { ImageCache } from './cache/image-cache.ts';
 import { createMaintenance, type Maintenance } from './cache/maintenance.ts';
+import { registerCharts } from './charts/index.ts';
 import type { Config } from './config.ts';
 import { Activity, recordingClient } from './dashboard/activity.ts';
 import { dashboardApi } from './dashboard/api.ts';
@@ -140,6 +141,10 @@ export async function buildApp({
         { name: 'images', description: 'Request and fetch chart images' },
         { name: 'operations', description: 'Health, readiness, metrics and cache contents' },
         { name: 'dashboard', description: 'The page at / and the data behind it' },
+        {
+          name: 'charts',
+          description: 'Named live charts: one stable URL that always shows a fresh image',
+        },
       ],
     },
   });
@@ -196,6 +201,7 @@ export async function buildApp({
     activity,
     backend: coordinator.backend,
   });
+  await registerCharts(app, { config, cache, metrics });
 
   app.addHook('onClose', async () => {
     await maintenance.stop();

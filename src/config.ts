@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseEnv } from 'node:util';
 import { Secret } from './secret.ts';
+import { loadChartSettings, type ChartSettings } from './charts/settings.ts';
 
 export interface Config {
   ktAuthEmail: string;
@@ -39,6 +40,8 @@ export interface Config {
   host: string;
   port: number;
   debug: boolean;
+  /** Named live charts (src/charts). */
+  charts: ChartSettings;
 }
 
 export class ConfigError extends Error {
@@ -214,6 +217,7 @@ export function loadConfig(env: Env): Config {
   if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel)) {
     problems.push(`LOG_LEVEL=${JSON.stringify(logLevel)} must be one of ${LOG_LEVELS.join(', ')}`);
   }
+  const charts = loadChartSettings(number);
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -239,6 +243,7 @@ export function loadConfig(env: Env): Config {
     host,
     port,
     debug: ['1', 'true', 'yes', 'on'].includes(debugRaw),
+    charts,
   };
 }
 

@@ -118,6 +118,20 @@ async function main(): Promise<void> {
   );
   const width = Math.max(...results.map((r) => r.file.length));
   for (const r of results) console.log(`  ${r.file.padEnd(width)}  ${r.line}`);
+
+  // A named live chart: one stable URL that always shows a current image.
+  const first = JSON.parse(await readFile(path.join(args.examples, files[0]!), 'utf8')) as {
+    api_query: unknown;
+  };
+  const chart = await fetch(`${base}/charts/demo-traffic`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ api_query: first.api_query, refresh: 60 }),
+  });
+  if (chart.ok)
+    console.log(
+      `\nLive chart (refreshed on demand, at most once a minute): ${base}/charts/demo-traffic/image`,
+    );
   console.log(`
 Open in a browser:
   ${base}/            the dashboard: the charts above, live, with a form for new ones
