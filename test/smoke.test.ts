@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import { startSimulator, type Simulator } from 'kentik-simulator';
 import { startService, type Service } from './helpers/service.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
