@@ -16,7 +16,7 @@ export default tseslint.config(
   },
   {
     // Tests read arbitrary JSON answers; typing every one of them would only restate the assertions.
-    files: ['test/**/*.ts', 'src/**/*.test.ts', 'bench/**/*.ts'],
+    files: ['test/**/*.ts', 'src/**/*.test.ts', 'packages/*/src/**/*.test.ts', 'bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
   {

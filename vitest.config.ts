@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts', 'packages/*/src/**/*.test.ts'],
     // The Kentik token of every service a test starts must reach no log line and no answer.
     setupFiles: ['test/helpers/no-secret.setup.ts'],
     // A private TMPDIR per run; the run fails if a test leaves a kic-* directory in it.

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { queryHash } from '../src/domain/hash.ts';
-import { startSimulator } from '../src/simulator/index.ts';
+import { startSimulator } from 'kentik-simulator';
 import { buildService } from '../test/helpers/build.ts';
 import { kentikQuery, removeDir, startService, TEST_TOKEN } from '../test/helpers/service.ts';
 

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { queryHash } from '../src/domain/hash.ts';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import { startSimulator, type Simulator } from 'kentik-simulator';
 import { chartImage, http, nextLog, putChart, refreshed, svg } from './helpers/charts.ts';
 import { startRedis, stopAllRedis, type RedisServer } from './helpers/redis-server.ts';
 import {

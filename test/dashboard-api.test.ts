@@ -1,6 +1,6 @@
 // The JSON and event-stream endpoints behind the dashboard, and the fields /info gained for it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import { startSimulator, type Simulator } from 'kentik-simulator';
 import {
   getImage,
   getJson,

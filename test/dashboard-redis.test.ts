@@ -1,7 +1,7 @@
 // The dashboard's data with CACHE_BACKEND=redis: two replicas on one real redis-server show the same
 // entries, with their queries in words (carried through the Redis scripts), sharing and the backend.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import { startSimulator, type Simulator } from 'kentik-simulator';
 import { startRedis, stopAllRedis, type RedisServer } from './helpers/redis-server.ts';
 import {
   getImage,

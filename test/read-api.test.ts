@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../src/app.ts';
 import { loadConfig } from '../src/config.ts';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import { startSimulator, type Simulator } from 'kentik-simulator';
 import { startRedis, stopAllRedis, type RedisServer } from './helpers/redis-server.ts';
 import { kentikQuery, tempDir, removeDir, TEST_TOKEN } from './helpers/service.ts';
 

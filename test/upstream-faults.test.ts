@@ -6,8 +6,8 @@
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { queryHash } from '../src/domain/hash.ts';
-import type { FaultConfig } from '../src/simulator/index.ts';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import type { FaultConfig } from 'kentik-simulator';
+import { startSimulator, type Simulator } from 'kentik-simulator';
 import {
   kentikQuery,
   metric,

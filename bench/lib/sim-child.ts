@@ -9,7 +9,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { queryHash } from '../../src/domain/hash.ts';
-import { CHART_PATH, startSimulator } from '../../src/simulator/index.ts';
+import { CHART_PATH, startSimulator } from 'kentik-simulator';
 import { monoMs } from './util.ts';
 
 export interface UpstreamCall {

@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { buildApp } from '../app.ts';
 import { loadConfig } from '../config.ts';
 import { loggerOptions } from '../logger.ts';
-import { startSimulator } from '../simulator/index.ts';
+import { startSimulator } from 'kentik-simulator';
 
 const USAGE = `Usage: npm run demo -- [--port 8000] [--sim-port 9100] [--examples examples/queries] [--verbose] [--once]
 

@@ -4,8 +4,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { sampleRequest } from '../../src/simulator/fixtures.ts';
-import type { KentikRequest } from '../../src/simulator/validate.ts';
+import { sampleRequest, type KentikRequest } from 'kentik-simulator';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const SERVER = path.join(ROOT, 'src/server.ts');

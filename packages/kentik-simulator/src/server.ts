@@ -5,7 +5,7 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
-import { queryHash } from '../domain/hash.ts';
+import { queryHash } from './hash.ts';
 import { checkAuth } from './auth.ts';
 import {
   type Decision,

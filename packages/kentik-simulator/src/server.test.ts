@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { queryHash } from '../domain/hash.ts';
+import { queryHash } from './hash.ts';
 import { sampleRequest } from './fixtures.ts';
 import { type Simulator, startSimulator } from './index.ts';
 

@@ -188,11 +188,10 @@ export type ValidationResult =
   { ok: true; value: KentikRequest } | { ok: false; message: string; field: string };
 
 class Invalid extends Error {
-  constructor(
-    readonly field: string,
-    message: string,
-  ) {
+  readonly field: string;
+  constructor(field: string, message: string) {
     super(message);
+    this.field = field;
   }
 }
 

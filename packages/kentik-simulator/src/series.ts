@@ -5,6 +5,7 @@
  * shows the same history minute after minute.
  */
 import { hash32, mulberry32, seedFromHex, between, unitHash } from './prng.ts';
+import { constraintsOf } from './filters.ts';
 import { seriesNames } from './names.ts';
 import { type MetricInfo, metricInfo } from './units.ts';
 import { type KentikQuery, metricsOf, parseKentikTime } from './validate.ts';
@@ -130,8 +131,9 @@ function diurnal(t: number, peakHour: number, amplitude: number): number {
 }
 
 /**
- * The data of a chart: `hash` is queryHash(body), `q` the primary query. Names, shares and
- * levels come from the hash; values from (hash, rank, timestamp).
+ * The data of a chart: `hash` identifies the query (not its image type, so a PNG and a PDF of
+ * one query show the same traffic), `q` is the primary query. Names, shares and levels come from
+ * the hash and the query's filters; values from (hash, rank, timestamp).
  */
 export function generateChartData(
   hash: string,
@@ -146,7 +148,12 @@ export function generateChartData(
   const rng = mulberry32(hash32(seed, 1));
 
   const requested = typeof q.topx === 'number' ? q.topx : DEFAULT_TOPX;
-  const names = seriesNames(q.dimension, Math.min(requested, MAX_DRAWN_SERIES), rng);
+  const names = seriesNames(
+    q.dimension,
+    Math.min(requested, MAX_DRAWN_SERIES),
+    rng,
+    constraintsOf(q),
+  );
 
   // Overall size: narrower queries (filters, chosen devices) see less traffic.
   let total = between(rng, info.magnitude[0], info.magnitude[1]);

@@ -1,6 +1,9 @@
-// Draws the project's icon (a small stacked traffic chart) and writes assets/favicon.ico.
-// Run once with `npx tsx scripts/make-favicon.ts`; the .ico is committed.
+// Draws the service's icon (a small stacked traffic chart) and writes the repository's
+// assets/favicon.ico (or the path given). It lives here because drawing needs @napi-rs/canvas,
+// which only this package depends on; the service just serves the committed .ico.
+// Run once with `npm run make-favicon -w kentik-simulator [-- <out.ico>]`.
 import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { createCanvas } from '@napi-rs/canvas';
 
 function png(size: number): Buffer {
@@ -44,8 +47,7 @@ images.forEach(({ size, data }, i) => {
   header.writeUInt32LE(offset, o + 12);
   offset += data.length;
 });
-writeFileSync(
-  new URL('../assets/favicon.ico', import.meta.url),
-  Buffer.concat([header, ...images.map((i) => i.data)]),
-);
-console.log('wrote assets/favicon.ico');
+const out =
+  process.argv[2] ?? fileURLToPath(new URL('../../../assets/favicon.ico', import.meta.url));
+writeFileSync(out, Buffer.concat([header, ...images.map((i) => i.data)]));
+console.log(`wrote ${out}`);

@@ -11,8 +11,10 @@ import {
   type ChartItem,
   type Plugin,
 } from 'chart.js';
-import { queryHash } from '../domain/hash.ts';
+import { queryHash } from './hash.ts';
+import { FILTER_FIELD_LABELS } from './filters.ts';
 import { CHART_FONT, ensureFonts } from './fonts.ts';
+import { dimensionLabel } from './labels.ts';
 import { type ChartData, type TimeWindow, generateChartData } from './series.ts';
 import { chooseScale, formatValue } from './units.ts';
 import {
@@ -131,7 +133,7 @@ function titleOf(q: KentikQuery, data: ChartData): string {
   if (q.dimension.length === 1 && q.dimension[0] === 'Traffic') {
     return `Total traffic in ${data.info.title} — ${when}`;
   }
-  return `Top ${data.series.length} ${q.dimension.join(' / ')} by ${data.info.title} — ${when}`;
+  return `Top ${data.series.length} ${q.dimension.map(dimensionLabel).join(' / ')} by ${data.info.title} — ${when}`;
 }
 
 function subtitleOf(q: KentikQuery, data: ChartData): string {
@@ -147,7 +149,10 @@ function subtitleOf(q: KentikQuery, data: ChartData): string {
   if (filters.length > 0) {
     const shown = filters
       .slice(0, 2)
-      .map((f) => `${f.filterField} ${f.operator} ${String(f.filterValue)}`)
+      .map(
+        (f) =>
+          `${FILTER_FIELD_LABELS[f.filterField] ?? f.filterField} ${f.operator} ${String(f.filterValue)}`,
+      )
       .join(', ');
     parts.push(`filters: ${shown}${filters.length > 2 ? ` +${filters.length - 2}` : ''}`);
   }
@@ -407,12 +412,22 @@ function rankingConfig(
 
 const TIME_SERIES_VIZ = new Set(['stackedArea', 'line', 'stackedBar']);
 
+/**
+ * What the traffic of a chart is derived from: the whole body except its image type, so one
+ * query gives the same numbers as PNG, JPEG, SVG and PDF (Kentik draws the same data whatever the
+ * encoding).
+ */
+export function chartSeed(body: KentikRequest): string {
+  const { imageType: _imageType, ...rest } = body;
+  return queryHash(rest);
+}
+
 /** The chart.js configuration for a request (exported for tests and debugging). */
 export function chartConfig(body: KentikRequest, now: Date = new Date()): ChartConfiguration {
   const q = primaryQuery(body);
   const viz = q.viz_type ?? 'stackedArea';
   const timeSeries = TIME_SERIES_VIZ.has(viz);
-  const data = generateChartData(queryHash(body), q, now, viz === 'stackedBar' ? 60 : 300);
+  const data = generateChartData(chartSeed(body), q, now, viz === 'stackedBar' ? 60 : 300);
   const title = titleOf(q, data);
   const subtitle = subtitleOf(q, data);
   const config = timeSeries

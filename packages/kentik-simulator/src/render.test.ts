@@ -134,9 +134,9 @@ describe('chart content', () => {
     const title = (b: ReturnType<typeof sampleRequest>): unknown =>
       chartConfig(b, NOW).options?.plugins?.title?.text;
     expect(title(sampleRequest({ query_title: 'Peering overview' }))).toBe('Peering overview');
-    expect(title(sampleRequest())).toBe('Top 8 AS_src by bits/s — last 1 h');
+    expect(title(sampleRequest())).toBe('Top 8 Source AS Number by bits/s — last 1 h');
     expect(title(sampleRequest({ metric: 'packets', lookback_seconds: 604800, topx: 5 }))).toBe(
-      'Top 5 AS_src by packets/s — last 7 days',
+      'Top 5 Source AS Number by packets/s — last 7 days',
     );
     expect(
       title(
@@ -146,7 +146,7 @@ describe('chart content', () => {
           ending_time: '2025-01-02T00:00:00Z',
         }),
       ),
-    ).toBe('Top 8 AS_src by bits/s — 2025-01-01 00:00 to 2025-01-02 00:00 UTC');
+    ).toBe('Top 8 Source AS Number by bits/s — 2025-01-01 00:00 to 2025-01-02 00:00 UTC');
   });
 
   it('time window: lookback ends at the minute, buckets of 1 min up to 300 points', () => {

@@ -2,7 +2,7 @@
  * Call counters of the simulator: what tests and benchmarks read to check how often the cache
  * really called "Kentik" and which image bytes it was given.
  */
-import { bytesDigest } from '../domain/hash.ts';
+import { bytesDigest } from './hash.ts';
 
 export interface SimulatorStats {
   /** Every call to /query/topXchart, auth failures included. */

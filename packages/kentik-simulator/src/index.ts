@@ -36,3 +36,5 @@ export {
   type KentikQueryItem,
   type ValidationResult,
 } from './validate.ts';
+export { sampleRequest } from './fixtures.ts';
+export { queryHash } from './hash.ts';
