@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { INFO_TYPE, type Entry } from '../domain/entry.ts';
-import { summaryLine } from '../domain/query-summary.ts';
+import { summarizeQuery, summaryLine } from '../domain/query-summary.ts';
 
 const QuerySummaryInfo = Type.Object(
   {
@@ -55,7 +55,8 @@ export interface EntryExtras {
 }
 
 export function describeEntry(entry: Entry, { served, shares }: EntryExtras) {
-  const s = entry.summary;
+  // Entries stored before summaries existed: a pending one still has its query to summarize.
+  const s = entry.summary ?? (entry.kind === 'pending' ? summarizeQuery(entry.query) : undefined);
   const base = {
     id: entry.id,
     type: INFO_TYPE[entry.kind] as 'image' | 'api_error' | 'api_request',
