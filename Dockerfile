@@ -61,6 +61,9 @@ COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY assets ./assets
+# The example requests behind the dashboard's "New chart" menu: dist/dashboard/api.js reads them
+# from ../../examples/queries, i.e. /app/examples/queries (about 70 KB of JSON).
+COPY examples/queries ./examples/queries
 # The cache volume belongs to the unprivileged user; everything else stays root-owned, read-only.
 # (No RUN in this stage: nothing a build step mounts, such as a CA file, can leave a trace here.)
 COPY --from=build --chown=node:node /out/cache /cache
