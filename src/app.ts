@@ -193,6 +193,8 @@ export async function buildApp({
   await app.register(imageRoutes, { cache, config });
   await app.register(infoRoutes, { cache, activity });
   await app.register(operationRoutes, { cache, metrics });
+  // Charts before the dashboard, which lists them.
+  const charts = await registerCharts(app, { config, cache, metrics });
   await app.register(dashboardPage);
   await app.register(dashboardApi, {
     cache,
@@ -200,8 +202,8 @@ export async function buildApp({
     metrics,
     activity,
     backend: coordinator.backend,
+    charts,
   });
-  await registerCharts(app, { config, cache, metrics });
 
   app.addHook('onClose', async () => {
     await maintenance.stop();

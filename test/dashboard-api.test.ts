@@ -1,6 +1,7 @@
 // The JSON and event-stream endpoints behind the dashboard, and the fields /info gained for it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from 'kentik-simulator';
+import { chartImage, putChart } from './helpers/charts.ts';
 import {
   getImage,
   getJson,
@@ -177,7 +178,7 @@ describe('/dashboard/api', () => {
       backend: 'filesystem',
       default_ttl: 900,
       max_ttl: 604800,
-      charts: [],
+      charts: { defined: 0 },
     });
   });
 
@@ -224,6 +225,7 @@ describe('/dashboard/api', () => {
       '/dashboard/api/status',
       '/dashboard/api/examples',
       '/dashboard/api/events',
+      '/dashboard/api/charts',
     ])
       expect(doc.paths[p]?.get, p).toBeDefined();
     const entry =
@@ -243,6 +245,76 @@ describe('/dashboard/api', () => {
       'error',
     ])
       expect(Object.keys(entry.properties)).toContain(field);
+  });
+
+  it('lists named charts, paged by name, with their query in words, image time and failures', async () => {
+    const other = await startService({ KENTIK_API_URL: sim.url, KENTIK_API_RETRIES: '0' });
+    try {
+      expect(
+        (await putChart(other.url, 'b-core', { api_query: kentikQuery('chart-b') })).status,
+      ).toBe(201);
+      expect(
+        (await putChart(other.url, 'a-bad', { api_query: badQuery(), refresh: 600 })).status,
+      ).toBe(201);
+      expect(
+        (await putChart(other.url, 'c-new', { api_query: kentikQuery('chart-c', 'pdf') })).status,
+      ).toBe(201);
+      expect((await getJson(`${other.url}/dashboard/api/status`)).charts).toEqual({ defined: 3 });
+      const before = Date.now() / 1000;
+      expect((await chartImage(other.url, 'b-core')).status).toBe(200);
+      expect((await chartImage(other.url, 'a-bad')).status).toBe(400);
+
+      const first = await getJson(`${other.url}/dashboard/api/charts?limit=2`);
+      expect(first.total).toBe(3);
+      expect(first.next).toBe('b-core');
+      expect(first.charts.map((c: any) => c.name)).toEqual(['a-bad', 'b-core']);
+      const [bad, core] = first.charts;
+      expect(core).toMatchObject({
+        image_url: '/charts/b-core/image',
+        refresh: 300,
+        health: 'fresh',
+        image: { mime: 'image/png' },
+        last_error: null,
+        failures: 0,
+        query_summary: { title: 'test query chart-b', image_type: 'png' },
+      });
+      expect(core.query_summary.text).toContain('test query chart-b');
+      expect(core.image.fetched_at).toBeGreaterThanOrEqual(Math.floor(before) - 1);
+      expect(core.due_at).toBeCloseTo(core.image.fetched_at + 300, 3);
+      expect(bad).toMatchObject({
+        health: 'failing',
+        image: null,
+        refresh: 600,
+        failures: 1,
+        last_error: { status: 400, message: expect.stringContaining('buckets') },
+      });
+      expect(bad.retry_at).toBeGreaterThan(bad.last_error.at);
+
+      const rest = await getJson(`${other.url}/dashboard/api/charts?limit=2&after=${first.next}`);
+      expect(rest).toMatchObject({ total: 3, next: null });
+      expect(rest.charts).toEqual([
+        expect.objectContaining({
+          name: 'c-new',
+          health: 'waiting',
+          image: null,
+          query_summary: expect.objectContaining({ image_type: 'pdf' }),
+        }),
+      ]);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it.each([
+    ['limit=0', 'limit must be a whole number of charts from 1 to 100'],
+    ['limit=101', 'limit must be a whole number of charts from 1 to 100'],
+    ['limit=ten', 'limit must be a whole number of charts from 1 to 100'],
+    ['after=..', 'after must be a chart name'],
+    ['after=a%2Fb', 'after must be a chart name'],
+  ])('answers 400 for /dashboard/api/charts?%s', async (query, msg) => {
+    const res = await fetch(`${svc.url}/dashboard/api/charts?${query}`);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { msg: string }).msg).toContain(msg);
   });
 
   it('ends open event streams at shutdown, so stopping does not wait for them', async () => {

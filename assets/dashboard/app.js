@@ -14,6 +14,11 @@ const state = {
   shown: new Map(),
   status: null,
   examples: [],
+  /** Named charts: `after` names of the pages before the current one, its own last. */
+  chartPages: [undefined],
+  chartsNext: null,
+  /** Named charts on screen by name. */
+  charts: new Map(),
 };
 
 // ---------- formatting ----------
@@ -230,28 +235,32 @@ function tickCard(node, now) {
 setInterval(() => {
   const now = Date.now();
   for (const { node } of state.shown.values()) tickCard(node, now);
+  for (const { node } of state.charts.values()) tickChart(node, now);
 }, 1000);
 
 // ---------- share ----------
-async function copy(node, kind) {
-  const id = node.dataset.id;
-  const entry = state.shown.get(id)?.entry;
-  const url = imageUrl(id);
-  const alt = entry ? titleOf(entry) : 'Kentik chart';
-  const text =
-    kind === 'url'
-      ? url
-      : kind === 'markdown'
-        ? `![${alt.replace(/[[\]\\]/g, '\\$&')}](${url})`
-        : `<img src="${url}" alt="${alt.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;')}">`;
+function snippet(kind, url, alt) {
+  if (kind === 'url') return url;
+  if (kind === 'markdown') return `![${alt.replace(/[[\]\\]/g, '\\$&')}](${url})`;
+  return `<img src="${url}" alt="${alt.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;')}">`;
+}
+
+async function share(kind, url, alt, what) {
+  const text = snippet(kind, url, alt);
   try {
     await navigator.clipboard.writeText(text);
     toast(
-      `Copied ${kind === 'url' ? 'the image URL' : `a ${kind === 'html' ? 'HTML' : 'Markdown'} snippet`}.`,
+      `Copied ${kind === 'url' ? what : `a ${kind === 'html' ? 'HTML' : 'Markdown'} snippet`}.`,
     );
   } catch {
     toast(`Copy failed; here it is to copy by hand: ${text}`);
   }
+}
+
+function copy(node, kind) {
+  const id = node.dataset.id;
+  const entry = state.shown.get(id)?.entry;
+  return share(kind, imageUrl(id), entry ? titleOf(entry) : 'Kentik chart', 'the image URL');
 }
 
 let toastTimer;
@@ -287,24 +296,201 @@ function renderStatus(s) {
   $('st-backend').textContent = `Backend: ${s.backend}`;
   if (!$('ttl').value) $('ttl').value = String(s.default_ttl);
   $('ttl').max = String(s.max_ttl);
-  // Named live charts (issue 13) are listed here once the service reports any.
-  $('charts').hidden = s.charts.length === 0;
-  $('charts-list').replaceChildren(
-    ...s.charts.map((c) => {
-      const li = document.createElement('li');
-      const a = document.createElement('a');
-      a.href = c.url;
-      a.textContent = c.title ?? c.name;
-      li.append(a);
-      return li;
-    }),
-  );
+  chartsStatus(s.charts);
 }
 function badge(kind, text) {
   const span = document.createElement('span');
   span.className = `badge ${kind}`;
   span.textContent = text;
   return span;
+}
+
+// ---------- named charts ----------
+// Listed from /dashboard/api/charts. Charts change when they are defined or deleted and when a
+// refresh lands; both show in the pushed status (a refresh is a cache request), so the list is
+// reloaded from status events, at most every CHARTS_RELOAD_MS unless the number of charts changed.
+const CHARTS_PAGE = 12;
+const CHARTS_RELOAD_MS = 5000;
+const chartUrl = (name) => `${location.origin}/charts/${name}/image`;
+const HEALTH_NAMES = {
+  fresh: 'fresh',
+  stale: 'stale',
+  failing: 'failing',
+  waiting: 'no image yet',
+};
+const HEALTH_BADGES = { fresh: 'ready', stale: 'pending', failing: 'failed', waiting: 'pending' };
+
+function every(seconds) {
+  if (seconds % 86400 === 0) return `every ${seconds / 86400} d`;
+  if (seconds % 3600 === 0) return `every ${seconds / 3600} h`;
+  if (seconds % 60 === 0) return `every ${seconds / 60} min`;
+  return `every ${seconds} s`;
+}
+/** A chart as the entry helpers see it, so titles and lines read the same as for entries. */
+const asEntry = (c) => ({ id: c.name, query_summary: c.query_summary, mime: c.image?.mime });
+
+let chartsDefined = -1;
+let chartsLoadedAt = 0;
+let chartsTimer;
+function chartsStatus(charts) {
+  const changed = charts.defined !== chartsDefined;
+  chartsDefined = charts.defined;
+  if (chartsTimer) return;
+  const wait = changed ? 0 : Math.max(0, chartsLoadedAt + CHARTS_RELOAD_MS - Date.now());
+  chartsTimer = setTimeout(() => {
+    chartsTimer = undefined;
+    loadCharts();
+  }, wait);
+}
+
+let chartsSeq = 0;
+async function loadCharts() {
+  const seq = ++chartsSeq;
+  chartsLoadedAt = Date.now();
+  const p = new URLSearchParams({ limit: String(CHARTS_PAGE) });
+  const after = state.chartPages.at(-1);
+  if (after) p.set('after', after);
+  let page;
+  try {
+    page = await getJson(`${API}/charts?${p}`);
+  } catch (err) {
+    $('charts-summary').textContent = `Could not load the named charts: ${err.message}`;
+    return;
+  }
+  if (seq !== chartsSeq) return;
+  // The page we were on emptied (its charts deleted): back to the first.
+  if (page.charts.length === 0 && state.chartPages.length > 1) {
+    state.chartPages = [undefined];
+    return loadCharts();
+  }
+  state.chartsNext = page.next;
+  $('charts').hidden = page.total === 0;
+  renderCharts(page.charts);
+  const first = (state.chartPages.length - 1) * CHARTS_PAGE;
+  $('charts-summary').textContent =
+    page.total <= CHARTS_PAGE
+      ? `${nf.format(page.total)} named chart${page.total === 1 ? '' : 's'}: each URL always shows a fresh image.`
+      : `Charts ${nf.format(first + 1)}–${nf.format(first + page.charts.length)} of ${nf.format(page.total)}, by name: each URL always shows a fresh image.`;
+  $('charts-pager').hidden = page.total <= CHARTS_PAGE;
+  $('charts-prev').disabled = state.chartPages.length <= 1;
+  $('charts-more').disabled = !state.chartsNext;
+}
+
+/** What the thumbnail shows: rebuilt only when this changes (a new image, a PDF, a failure). */
+function thumbKey(c) {
+  if (
+    (c.image?.mime ?? '') === 'application/pdf' ||
+    (!c.image && c.query_summary.image_type === 'pdf')
+  )
+    return `pdf:${c.image?.fetched_at ?? ''}`;
+  if (!c.image && c.health === 'failing') return 'failed';
+  return `img:${c.image?.fetched_at ?? ''}`;
+}
+
+function renderCharts(charts) {
+  const keep = new Map();
+  const nodes = charts.map((c) => {
+    const old = state.charts.get(c.name)?.node;
+    const key = thumbKey(c);
+    let node = old;
+    if (!old || old.dataset.thumb !== key) {
+      // The first image just arrived in a thumbnail that was waiting for it: nothing to reload.
+      const img = old?.querySelector('img');
+      if (old?.dataset.thumb === 'img:' && key.startsWith('img:') && img?.naturalWidth > 0)
+        old.dataset.thumb = key;
+      else node = createChartCard(c, key);
+    }
+    fillChartCard(node, c);
+    keep.set(c.name, { chart: c, node });
+    return node;
+  });
+  $('charts-list').replaceChildren(...nodes);
+  state.charts = keep;
+}
+
+function createChartCard(c, key) {
+  const node = $('chart-card').content.firstElementChild.cloneNode(true);
+  node.dataset.name = c.name;
+  node.dataset.thumb = key;
+  const thumb = node.querySelector('.thumb');
+  const e = asEntry(c);
+  const href = `/charts/${c.name}/image`;
+  if (key.startsWith('pdf:')) {
+    const a = document.createElement('a');
+    a.href = href;
+    a.className = 'pdf-tile';
+    a.target = '_blank';
+    a.rel = 'noopener';
+    a.setAttribute('aria-label', `Open the PDF of chart ${c.name}`);
+    a.innerHTML = '<span class="pdf-icon" aria-hidden="true">PDF</span><span>Open PDF</span>';
+    thumb.append(a);
+  } else if (key === 'failed') {
+    thumb.classList.add('failed');
+    const strong = document.createElement('strong');
+    strong.textContent = `Kentik said ${c.last_error.status}`;
+    thumb.append(strong);
+  } else {
+    const a = document.createElement('a');
+    a.href = href;
+    a.target = '_blank';
+    a.rel = 'noopener';
+    const img = document.createElement('img');
+    // The stable URL, versioned by the image's time so a refreshed image replaces the old one here
+    // (the service ignores the parameter). With no image yet, this request fetches the first one.
+    img.src = c.image ? `${href}?v=${c.image.fetched_at}` : href;
+    img.alt = `Chart ${c.name}: ${titleOf(e)} (${lineOf(e)})`;
+    img.decoding = 'async';
+    // Its failure is in the chart's state: reload the list to show it.
+    img.addEventListener('error', () => setTimeout(loadCharts, 500), { once: true });
+    a.append(img);
+    thumb.append(a);
+  }
+  for (const b of node.querySelectorAll('[data-copy]'))
+    b.addEventListener('click', () => {
+      const shown = state.charts.get(node.dataset.name)?.chart ?? c;
+      share(b.dataset.copy, chartUrl(shown.name), titleOf(asEntry(shown)), 'the chart URL');
+    });
+  return node;
+}
+
+function fillChartCard(node, c) {
+  const e = asEntry(c);
+  node.dataset.health = c.health;
+  node.dataset.due = c.due_at === null ? '' : String(c.due_at);
+  node.dataset.fetched = c.image ? String(c.image.fetched_at) : '';
+  node.querySelector('.title').textContent = c.name;
+  node.querySelector('.title').title = chartUrl(c.name);
+  node.querySelector('.line').textContent = `${titleOf(e)} · ${lineOf(e)}`;
+  const err = node.querySelector('.error');
+  if (c.last_error) {
+    const l = c.last_error;
+    const retry = c.retry_at === null ? '' : ` Next try ${when(c.retry_at * 1000)}.`;
+    err.hidden = false;
+    err.textContent =
+      `Refresh failed${c.failures > 1 ? ` ${c.failures}× in a row` : ''} ${ago(l.at * 1000)}` +
+      `${c.image ? ' (the last good image is still served)' : ''}: ${l.status} ${l.type}: ${l.message}.${retry}`;
+    err.title = err.textContent;
+  } else err.hidden = true;
+  const r = node.querySelector('.refresh');
+  r.textContent = every(c.refresh);
+  r.title = `An image is fresh for ${c.refresh} s; the first view after that fetches a new one`;
+  for (const b of node.querySelectorAll('[data-copy]'))
+    b.setAttribute('aria-label', `${b.textContent}: chart ${c.name}`);
+  tickChart(node, Date.now());
+}
+
+/** Age and fresh → stale run on the local clock, like the entries' countdowns. */
+function tickChart(node, now) {
+  let health = node.dataset.health;
+  if (health === 'fresh' && node.dataset.due && now / 1000 >= Number(node.dataset.due))
+    health = node.dataset.health = 'stale';
+  const st = node.querySelector('.state');
+  st.textContent = HEALTH_NAMES[health];
+  st.className = `state badge ${HEALTH_BADGES[health]}`;
+  const drawn = node.querySelector('.drawn');
+  const fetched = Number(node.dataset.fetched) * 1000;
+  drawn.textContent = node.dataset.fetched ? ago(fetched) : '—';
+  drawn.title = node.dataset.fetched ? new Date(fetched).toString() : 'No image yet';
 }
 
 // ---------- live updates ----------
@@ -459,7 +645,17 @@ $('example').addEventListener('change', () => {
   formError(null);
 });
 $('chart-form').addEventListener('submit', submitChart);
+$('charts-more').addEventListener('click', () => {
+  if (!state.chartsNext) return;
+  state.chartPages.push(state.chartsNext);
+  loadCharts().then(() => $('charts-list').focus());
+});
+$('charts-prev').addEventListener('click', () => {
+  if (state.chartPages.length > 1) state.chartPages.pop();
+  loadCharts().then(() => $('charts-list').focus());
+});
 
 connect();
 loadExamples();
 loadPage();
+// The named charts load with the first status event (see chartsStatus).

@@ -140,6 +140,11 @@ export class ChartService {
     return this.#store.list(after, limit);
   }
 
+  /** Charts defined in all. */
+  count(): Promise<number> {
+    return this.#store.count();
+  }
+
   async remove(name: string): Promise<void> {
     const deleted = await this.#store.delete(name).catch((err: unknown) => {
       if (!(err instanceof StoreWriteError)) throw err;

@@ -7,7 +7,13 @@ import type { Config } from '../config.ts';
 import type { Entry } from '../domain/entry.ts';
 import { AppError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
-import { describeEntry, EntryInfo } from '../routes/entry-info.ts';
+import { isChartName } from '../charts/chart.ts';
+import {
+  describeEntry,
+  EntryInfo,
+  QuerySummaryInfo,
+  querySummaryInfo,
+} from '../routes/entry-info.ts';
 import { errorResponse } from '../routes/schemas.ts';
 import type { Activity } from './activity.ts';
 import * as read from './read-model.ts';
@@ -16,6 +22,8 @@ import * as read from './read-model.ts';
 export const DASHBOARD_API = '/dashboard/api';
 const DEFAULT_PAGE = 48;
 const MAX_PAGE = 200;
+const DEFAULT_CHARTS_PAGE = 12;
+const MAX_CHARTS_PAGE = 100;
 /** Open event streams at most: each holds a socket; more is a misbehaving client, not people. */
 const MAX_STREAMS = 500;
 /** A stream whose client stopped reading is dropped once this much is queued for it. */
@@ -59,10 +67,54 @@ const Status = Type.Object({
   backend: Type.String({ description: 'Where entries are kept, e.g. "filesystem"' }),
   default_ttl: Type.Integer({ description: 'DEFAULT_TTL, seconds' }),
   max_ttl: Type.Integer({ description: 'MAX_TTL, seconds' }),
-  charts: Type.Array(
-    Type.Object({ name: Type.String(), url: Type.String(), title: Type.Optional(Type.String()) }),
-    { description: 'Named live charts (none yet)' },
+  charts: Type.Object(
+    { defined: Type.Integer({ description: 'Named charts defined (list them at /charts)' }) },
+    { description: 'Named live charts (/charts/{name})' },
   ),
+});
+
+const epoch = (description: string) =>
+  Type.Number({ description: `${description}, unix epoch seconds` });
+
+/** A named chart as the dashboard shows it. */
+const DashboardChart = Type.Object({
+  name: Type.String(),
+  image_url: Type.String({ description: 'Path of the live image: the stable URL to embed' }),
+  refresh: Type.Integer({ description: 'Seconds an image stays fresh' }),
+  query_summary: QuerySummaryInfo,
+  health: Type.Union(
+    [
+      Type.Literal('fresh'),
+      Type.Literal('stale'),
+      Type.Literal('failing'),
+      Type.Literal('waiting'),
+    ],
+    {
+      description:
+        'fresh: image younger than `refresh`; stale: older (the next view refreshes it); ' +
+        'failing: the last refresh failed (the last good image, if any, is still served); waiting: no image yet',
+    },
+  ),
+  image: Type.Union([
+    Type.Null(),
+    Type.Object({
+      mime: Type.String(),
+      fetched_at: epoch('When Kentik drew it'),
+    }),
+  ]),
+  due_at: Type.Union([Type.Null(), epoch('When the image falls due')]),
+  refreshing: Type.Boolean({ description: 'This replica is refreshing the chart right now' }),
+  last_error: Type.Union([
+    Type.Null(),
+    Type.Object({
+      status: Type.Integer(),
+      type: Type.String(),
+      message: Type.String(),
+      at: epoch('When the refresh failed'),
+    }),
+  ]),
+  failures: Type.Integer({ description: 'Refreshes failed in a row' }),
+  retry_at: Type.Union([Type.Null(), epoch('A failing chart is not refreshed before this time')]),
 });
 
 export interface DashboardApiOptions {
@@ -71,12 +123,14 @@ export interface DashboardApiOptions {
   metrics: Metrics;
   activity: Activity;
   backend: string;
+  /** Named live charts, listed with their embed snippets. */
+  charts: read.ChartReader;
 }
 
 /** JSON and event-stream endpoints behind the dashboard, usable by scripts too. */
 export const dashboardApi: FastifyPluginAsyncTypebox<DashboardApiOptions> = async (
   app,
-  { cache, config, metrics, activity, backend },
+  { cache, config, metrics, activity, backend, charts },
 ) => {
   const describe = (entries: Entry[]) => describeEntries(cache, activity, entries);
 
@@ -95,7 +149,7 @@ export const dashboardApi: FastifyPluginAsyncTypebox<DashboardApiOptions> = asyn
       backend,
       default_ttl: config.defaultTtl,
       max_ttl: config.maxTtl,
-      charts: read.namedCharts(),
+      charts: { defined: await charts.count() },
     };
   }
 
@@ -162,6 +216,93 @@ export const dashboardApi: FastifyPluginAsyncTypebox<DashboardApiOptions> = asyn
         entries: await describe(result.entries),
         next_cursor: result.next ?? null,
         matched: result.matched ?? null,
+      };
+    },
+  );
+
+  app.get(
+    `${DASHBOARD_API}/charts`,
+    {
+      schema: {
+        summary: 'Named charts with what the page shows of them',
+        description:
+          'One page of named charts (/charts/{name}) in name order: the stable image URL to embed, the query in words, ' +
+          'the refresh period, when the current image was drawn, and whether it is fresh, stale, failing (with the last error) ' +
+          'or waiting for its first image. Pass `next` back as `after` for the next page. ' +
+          'Times are unix epoch seconds, as in /dashboard/api/entries.',
+        tags: ['dashboard'],
+        querystring: Type.Object({
+          after: Type.Optional(
+            Type.String({ maxLength: 200, description: '`next` of the previous page' }),
+          ),
+          limit: Type.Optional(
+            Type.String({
+              maxLength: 10,
+              description: `Charts per page, 1–${MAX_CHARTS_PAGE} (default ${DEFAULT_CHARTS_PAGE})`,
+            }),
+          ),
+        }),
+        response: {
+          200: Type.Object({
+            charts: Type.Array(DashboardChart),
+            total: Type.Integer({ description: 'Charts defined in all' }),
+            next: Type.Union([Type.String(), Type.Null()], {
+              description: 'Pass as `after` for the next page; null on the last page',
+            }),
+          }),
+          400: errorResponse('after or limit is malformed'),
+        },
+      },
+    },
+    async (request) => {
+      const { after, limit: rawLimit } = request.query;
+      const limit = rawLimit === undefined ? DEFAULT_CHARTS_PAGE : Number(rawLimit);
+      if (
+        rawLimit !== undefined &&
+        (!/^[0-9]{1,3}$/.test(rawLimit) || limit < 1 || limit > MAX_CHARTS_PAGE)
+      )
+        throw new AppError(
+          400,
+          'Validation error',
+          `limit must be a whole number of charts from 1 to ${MAX_CHARTS_PAGE}, written in digits (e.g. ?limit=12).`,
+          ['querystring', 'limit'],
+        );
+      if (after !== undefined && !isChartName(after))
+        throw new AppError(
+          400,
+          'Validation error',
+          'after must be a chart name: pass `next` of the previous page unchanged, or omit it for the first page.',
+          ['querystring', 'after'],
+        );
+      const page = await read.chartsPage(charts, after, limit);
+      const now = Date.now();
+      const seconds = (ms: number | undefined) => (ms === undefined ? null : ms / 1000);
+      return {
+        charts: page.charts.map(({ chart, summary, refreshing }) => {
+          const { definition: d, state: s } = chart;
+          return {
+            name: d.name,
+            image_url: `/charts/${d.name}/image`,
+            refresh: d.refresh,
+            query_summary: querySummaryInfo(summary),
+            health: read.chartHealth(chart, now),
+            image: s.image ? { mime: s.image.mime, fetched_at: s.image.fetchedAt / 1000 } : null,
+            due_at: seconds(s.dueAt),
+            refreshing,
+            last_error: s.lastError
+              ? {
+                  status: s.lastError.status,
+                  type: s.lastError.type,
+                  message: s.lastError.message,
+                  at: s.lastError.at / 1000,
+                }
+              : null,
+            failures: s.failures,
+            retry_at: seconds(s.retryAt),
+          };
+        }),
+        total: page.total,
+        next: page.next ?? null,
       };
     },
   );

@@ -5,7 +5,9 @@
  */
 import type { ImageCache } from '../cache/image-cache.ts';
 import type { Entry } from '../domain/entry.ts';
-import { summaryLine } from '../domain/query-summary.ts';
+import type { StoredChart } from '../charts/chart.ts';
+import type { ChartService } from '../charts/service.ts';
+import { summarizeQuery, summaryLine, type QuerySummary } from '../domain/query-summary.ts';
 
 export type EntryKind = Entry['kind'];
 export const IMAGE_TYPES = ['png', 'jpeg', 'svg', 'pdf'] as const;
@@ -111,10 +113,43 @@ function haystack(entry: Entry): string {
   return h;
 }
 
+/** The part of the chart service the dashboard reads: a page of charts, and who is refreshing. */
+export type ChartReader = Pick<ChartService, 'list' | 'count' | 'isRefreshing'>;
+
 /**
- * Named live charts (issue 13, /charts/{name}) will be listed here; the page shows a "Named
- * charts" section as soon as this returns any.
+ * What a named chart shows on the dashboard, in one word: `fresh` (an image younger than its
+ * refresh period), `stale` (older: the next view refreshes it), `failing` (the last refresh
+ * failed; the last good image, if any, is still served) or `waiting` (no image yet: the first view
+ * fetches it).
  */
-export function namedCharts(): Array<{ name: string; url: string; title?: string }> {
-  return [];
+export type ChartHealth = 'fresh' | 'stale' | 'failing' | 'waiting';
+
+export function chartHealth({ state }: StoredChart, now: number): ChartHealth {
+  if (state.lastError) return 'failing';
+  if (!state.image) return 'waiting';
+  return state.dueAt === undefined || now >= state.dueAt ? 'stale' : 'fresh';
+}
+
+export interface ChartsPage {
+  charts: Array<{ chart: StoredChart; summary: QuerySummary; refreshing: boolean }>;
+  total: number;
+  next?: string;
+}
+
+/** Charts in name order, each with its query in words (the same summary entries carry). */
+export async function chartsPage(
+  charts: ChartReader,
+  after: string | undefined,
+  limit: number,
+): Promise<ChartsPage> {
+  const page = await charts.list(after, limit);
+  return {
+    charts: page.charts.map((chart) => ({
+      chart,
+      summary: summarizeQuery(chart.definition.query),
+      refreshing: charts.isRefreshing(chart.definition.name),
+    })),
+    total: page.total,
+    ...(page.next !== undefined ? { next: page.next } : {}),
+  };
 }

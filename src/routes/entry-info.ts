@@ -1,8 +1,8 @@
 import { Type } from 'typebox';
 import { INFO_TYPE, type Entry } from '../domain/entry.ts';
-import { summarizeQuery, summaryLine } from '../domain/query-summary.ts';
+import { summarizeQuery, summaryLine, type QuerySummary } from '../domain/query-summary.ts';
 
-const QuerySummaryInfo = Type.Object(
+export const QuerySummaryInfo = Type.Object(
   {
     title: Type.Optional(Type.String({ description: "The query's query_title" })),
     metrics: Type.Array(Type.String(), { description: 'e.g. ["bytes"]' }),
@@ -49,6 +49,20 @@ export const EntryInfo = Type.Object({
   ),
 });
 
+/** A query summary as the API shows it (entries here, named charts on the dashboard). */
+export function querySummaryInfo(s: QuerySummary) {
+  return {
+    ...(s.title !== undefined ? { title: s.title } : {}),
+    metrics: s.metrics,
+    dimensions: s.dimensions,
+    time: s.time,
+    devices: s.devices,
+    image_type: s.imageType,
+    ...(s.viz !== undefined ? { viz: s.viz } : {}),
+    text: summaryLine(s),
+  };
+}
+
 export interface EntryExtras {
   served: number;
   shares: number;
@@ -62,18 +76,7 @@ export function describeEntry(entry: Entry, { served, shares }: EntryExtras) {
     type: INFO_TYPE[entry.kind] as 'image' | 'api_error' | 'api_request',
     expiration: entry.expiresAt / 1000,
     created: entry.createdAt / 1000,
-    query_summary: s
-      ? {
-          ...(s.title !== undefined ? { title: s.title } : {}),
-          metrics: s.metrics,
-          dimensions: s.dimensions,
-          time: s.time,
-          devices: s.devices,
-          image_type: s.imageType,
-          ...(s.viz !== undefined ? { viz: s.viz } : {}),
-          text: summaryLine(s),
-        }
-      : null,
+    query_summary: s ? querySummaryInfo(s) : null,
     served,
     shares,
   };
