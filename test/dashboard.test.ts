@@ -6,6 +6,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from 'kentik-simulator';
 import { launchBrowser } from './helpers/browser.ts';
+import { chartImage, putChart } from './helpers/charts.ts';
 import { startGateProxy, type GateProxy } from './helpers/gate-proxy.ts';
 import {
   getImage,
@@ -227,6 +228,68 @@ describe('dashboard', () => {
     await poll(clipboard).toBe(`<img src="${url}" alt="test query dash-png">`);
     // A failure has nothing to share.
     expect(await card(ids.bad!).locator('[data-copy=url]').isDisabled()).toBe(true);
+  });
+
+  it('lists named charts: live thumbnail, query in words, state, last error, and share buttons for the stable URL', async () => {
+    const define = async (name: string, api_query: unknown, refresh?: number) =>
+      expect((await putChart(svc.url, name, { api_query, refresh })).status).toBe(201);
+    await define('core-traffic', kentikQuery('dash-chart'), 600);
+    await define('broken', badQuery);
+    // The broken chart's first refresh fails before the page opens (so the page shows the failure
+    // rather than an image request that answers 400); core-traffic has no image until the page asks.
+    expect((await chartImage(svc.url, 'broken')).status).toBe(400);
+    await page.goto(`${svc.url}/`);
+    await page.locator('#st-live.on').waitFor();
+    const chart = (name: string) => page.locator(`.chart-card[data-name="${name}"]`);
+    await poll(() =>
+      page
+        .locator('.chart-card')
+        .evaluateAll((cards) => cards.map((c) => (c as HTMLElement).dataset.name)),
+    ).toEqual(['broken', 'core-traffic']);
+    expect(await page.locator('#charts-summary').textContent()).toContain('2 named charts');
+
+    // The thumbnail is the chart's own URL, and it loads (the first view fetches the image).
+    await page.waitForFunction(() => {
+      const img = document.querySelector<HTMLImageElement>(
+        '.chart-card[data-name="core-traffic"] img',
+      );
+      return img !== null && img.complete && img.naturalWidth > 0;
+    });
+    const core = chart('core-traffic');
+    expect(await core.locator('img').getAttribute('src')).toMatch(
+      /^\/charts\/core-traffic\/image(\?v=[\d.]+)?$/,
+    );
+    expect(await core.locator('img').getAttribute('alt')).toContain('test query dash-chart');
+    expect(await core.locator('.title').textContent()).toBe('core-traffic');
+    const line = (await core.locator('.line').textContent()) ?? '';
+    expect(line).toContain('test query dash-chart');
+    expect(line).toContain('all devices');
+    expect(await core.locator('.refresh').textContent()).toBe('every 10 min');
+    // Once the refresh lands the list shows it: fresh, drawn seconds ago.
+    await poll(() => core.locator('.state').textContent()).toBe('fresh');
+    expect(await core.locator('.drawn').textContent()).toMatch(/^\d+ s ago$/);
+    expect(await core.locator('.error').isHidden()).toBe(true);
+
+    const broken = chart('broken');
+    expect(await broken.locator('.state').textContent()).toBe('failing');
+    expect(await broken.locator('.thumb').textContent()).toContain('Kentik said 400');
+    expect(await broken.locator('.error').textContent()).toContain(
+      "Kentik API answered 400: Invalid metric 'buckets'",
+    );
+    expect(await broken.locator('.drawn').textContent()).toBe('—');
+
+    // Share: the stable URL (never an id that expires), as text, Markdown and HTML.
+    await browser.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: svc.url });
+    const url = `${svc.url}/charts/core-traffic/image`;
+    const clipboard = (): Promise<string> => page.evaluate(() => navigator.clipboard.readText());
+    await core.locator('[data-copy=url]').click();
+    await poll(clipboard).toBe(url);
+    await core.locator('[data-copy=markdown]').click();
+    await poll(clipboard).toBe(`![test query dash-chart](${url})`);
+    await core.locator('[data-copy=html]').focus();
+    await page.keyboard.press('Enter');
+    await poll(clipboard).toBe(`<img src="${url}" alt="test query dash-chart">`);
+    expect((await fetch(url)).headers.get('content-type')).toBe('image/png');
   });
 
   it('is usable with the keyboard alone', async () => {
