@@ -2,6 +2,7 @@
 // entries, with their queries in words (carried through the Redis scripts), sharing and the backend.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from 'kentik-simulator';
+import { chartImage, putChart } from './helpers/charts.ts';
 import { startRedis, stopAllRedis, type RedisServer } from './helpers/redis-server.ts';
 import {
   getImage,
@@ -70,5 +71,21 @@ describe('dashboard data on Redis', () => {
       expect(status.backend).toBe('redis');
       expect(status.entries).toMatchObject({ ready: 2, failed: 1, pending: 0 });
     }
+  });
+
+  it('lists named charts defined and refreshed on another replica', async () => {
+    expect(
+      (await putChart(a.url, 'redis-chart', { api_query: kentikQuery('redis-chart') })).status,
+    ).toBe(201);
+    expect((await chartImage(a.url, 'redis-chart')).status).toBe(200);
+    const page = await getJson(`${b.url}/dashboard/api/charts`);
+    expect(page).toMatchObject({ total: 1, next: null });
+    expect(page.charts[0]).toMatchObject({
+      name: 'redis-chart',
+      health: 'fresh',
+      image: { mime: 'image/png' },
+      query_summary: { title: 'test query redis-chart' },
+    });
+    expect((await getJson(`${b.url}/dashboard/api/status`)).charts).toEqual({ defined: 1 });
   });
 });
