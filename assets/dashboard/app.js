@@ -493,6 +493,16 @@ function tickChart(node, now) {
   drawn.title = node.dataset.fetched ? new Date(fetched).toString() : 'No image yet';
 }
 
+$('charts-more').addEventListener('click', () => {
+  if (!state.chartsNext) return;
+  state.chartPages.push(state.chartsNext);
+  loadCharts().then(() => $('charts-list').focus());
+});
+$('charts-prev').addEventListener('click', () => {
+  if (state.chartPages.length > 1) state.chartPages.pop();
+  loadCharts().then(() => $('charts-list').focus());
+});
+
 // ---------- live updates ----------
 let reloadTimer;
 function reloadSoon() {
@@ -645,15 +655,6 @@ $('example').addEventListener('change', () => {
   formError(null);
 });
 $('chart-form').addEventListener('submit', submitChart);
-$('charts-more').addEventListener('click', () => {
-  if (!state.chartsNext) return;
-  state.chartPages.push(state.chartsNext);
-  loadCharts().then(() => $('charts-list').focus());
-});
-$('charts-prev').addEventListener('click', () => {
-  if (state.chartPages.length > 1) state.chartPages.pop();
-  loadCharts().then(() => $('charts-list').focus());
-});
 
 connect();
 loadExamples();
