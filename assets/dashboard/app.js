@@ -312,11 +312,12 @@ function badge(kind, text) {
 const CHARTS_PAGE = 12;
 const CHARTS_RELOAD_MS = 5000;
 const chartUrl = (name) => `${location.origin}/charts/${name}/image`;
-const HEALTH_NAMES = {
-  fresh: 'fresh',
-  stale: 'stale',
-  failing: 'failing',
-  waiting: 'no image yet',
+const HEALTH_NAMES = { fresh: 'fresh', stale: 'stale', failing: 'failing', waiting: 'waiting' };
+const HEALTH_HINTS = {
+  fresh: 'The image is younger than the refresh period',
+  stale: 'Older than the refresh period: the next view fetches a new one',
+  failing: 'The last refresh failed; the last good image, if any, is still served',
+  waiting: 'No image yet: the first view fetches it',
 };
 const HEALTH_BADGES = { fresh: 'ready', stale: 'pending', failing: 'failed', waiting: 'pending' };
 
@@ -487,6 +488,7 @@ function tickChart(node, now) {
   const st = node.querySelector('.state');
   st.textContent = HEALTH_NAMES[health];
   st.className = `state badge ${HEALTH_BADGES[health]}`;
+  st.title = HEALTH_HINTS[health];
   const drawn = node.querySelector('.drawn');
   const fetched = Number(node.dataset.fetched) * 1000;
   drawn.textContent = node.dataset.fetched ? ago(fetched) : '—';
