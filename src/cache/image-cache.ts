@@ -50,7 +50,8 @@ export type Lookup =
   | { kind: 'missing'; reason: 'unknown' | 'expired' | 'lost' };
 
 export interface ImageCacheDeps {
-  config: Pick<Config, 'reuseWindow' | 'kentikApiConcurrency' | 'memoryCacheBytes'>;
+  config: Pick<Config, 'reuseWindow' | 'kentikApiConcurrency' | 'memoryCacheBytes'> &
+    Partial<Pick<Config, 'maxPending'>>;
   store: Store;
   client: KentikClient;
   log: FastifyBaseLogger;
@@ -77,6 +78,8 @@ export class ImageCache {
   readonly #log: FastifyBaseLogger;
   readonly #metrics: Metrics;
   readonly #reuseWindowMs: number;
+  readonly #maxPending: number;
+  readonly #concurrency: number;
   readonly #now: () => number;
   readonly #flights = new Set<Promise<void>>();
   /** Digests being written but not yet indexed: not orphans, whatever a directory scan says. */
@@ -95,6 +98,8 @@ export class ImageCache {
     this.#metrics = metrics;
     this.#now = now;
     this.#reuseWindowMs = config.reuseWindow * 1000;
+    this.#maxPending = config.maxPending ?? Infinity;
+    this.#concurrency = config.kentikApiConcurrency;
     this.#limiter = new Limiter(config.kentikApiConcurrency, (n) => metrics.upstreamQueued.set(n));
     this.waiters = new Waiters((n) => metrics.waiters.set(n));
     this.blobs = new BlobCache(store, config.memoryCacheBytes, log, (n) =>
@@ -158,9 +163,18 @@ export class ImageCache {
     query: unknown,
     ttlSeconds: number,
   ): Promise<{ id: string; result: RequestResult }> {
+    if (this.#closing) {
+      throw new AppError(
+        503,
+        'Service unavailable',
+        'The service is restarting; POST again in a few seconds.',
+        [],
+        { headers: { 'retry-after': '5' } },
+      );
+    }
     const hash = queryHash(query);
     const now = this.#now();
-    let expiresAt = now + ttlSeconds * 1000;
+    let expiresAt = roundExpiry(now, ttlSeconds);
     const group = this.#groups.get(hash);
 
     // Rule 1: a live pending or image entry that lives at least as long as asked for. The
@@ -171,7 +185,11 @@ export class ImageCache {
       // A concurrent POST may have created it and still be writing it: hand the id out only once
       // it is on disk, or a crash now would lose an id the client already holds.
       const writing = this.#writes.get(best.id);
-      if (writing) await writing;
+      if (writing) {
+        await writing.catch(() => {});
+        // Its save failed and it was withdrawn: decide again (this POST then saves its own).
+        if (!this.entries.has(best.id)) return this.request(query, ttlSeconds);
+      }
       this.#metrics.requests.inc({ result: 'hit' });
       return { id: best.id, result: 'hit' };
     }
@@ -186,7 +204,7 @@ export class ImageCache {
       const entry: PendingEntry = { ...base, kind: 'pending', query };
       group.flight.ids.add(id);
       this.#index(entry);
-      await this.#persist(entry);
+      await this.#persistNew(entry);
       this.#metrics.requests.inc({ result: 'shared' });
       return { id, result: 'shared' };
     }
@@ -194,17 +212,33 @@ export class ImageCache {
     if (last && now - last.fetchedAt <= this.#reuseWindowMs && this.#blobInfo.has(last.digest)) {
       const entry: ImageEntry = { ...base, kind: 'image', ...last };
       this.#index(entry);
-      await this.#persist(entry);
+      await this.#persistNew(entry);
       this.#metrics.requests.inc({ result: 'shared' });
       return { id, result: 'shared' };
     }
 
-    // Rule 3: a new fetch. The flight is registered before the first await, so concurrent POSTs
-    // of the same query join it instead of starting their own.
+    // Rule 3: a new fetch, unless MAX_PENDING fetches already wait: then refuse it now rather than
+    // hand out an id that would wait for hours behind a flood. Hits and shares above still work.
+    if (this.#flights.size >= this.#maxPending) {
+      // About how long the queue takes to drain, at ~2 s a chart per upstream slot.
+      const retryAfter = Math.min(
+        300,
+        Math.max(5, Math.ceil((2 * this.#flights.size) / this.#concurrency)),
+      );
+      throw new AppError(
+        503,
+        'Too busy',
+        `${this.#flights.size} fetches are already waiting for Kentik (MAX_PENDING). Images already requested are still served; retry this query after ${retryAfter} s.`,
+        ['upstream'],
+        { headers: { 'retry-after': String(retryAfter) } },
+      );
+    }
+    // The flight is registered before the first await, so concurrent POSTs of the same query
+    // join it instead of starting their own.
     const entry: PendingEntry = { ...base, kind: 'pending', query };
     this.#index(entry);
     this.#startFlight(hash, query, [id]);
-    await this.#persist(entry);
+    await this.#persistNew(entry);
     this.#metrics.requests.inc({ result: 'miss' });
     return { id, result: 'miss' };
   }
@@ -355,11 +389,21 @@ export class ImageCache {
     return counts;
   }
 
-  /** Stops fetches (pending entries stay in the store for the next start) and wakes all waiters. */
-  async close(): Promise<void> {
+  /**
+   * First step of a shutdown, before the server stops taking requests: stops fetches (pending
+   * entries stay in the store for the next start) and wakes every waiting GET at once, to be
+   * answered 503 + Retry-After instead of holding the shutdown until it times out.
+   */
+  beginClose(): void {
+    if (this.#closing) return;
     this.#closing = true;
     for (const g of this.#groups.values()) g.flight?.controller.abort(new Error('shutting down'));
     this.waiters.notifyAll();
+  }
+
+  /** Ends the shutdown: waits for fetches and writes to settle and saves the index snapshot. */
+  async close(): Promise<void> {
+    this.beginClose();
     await Promise.allSettled([...this.#flights]);
     await Promise.allSettled([...this.#writes.values()]);
     await this.checkpoint();
@@ -378,6 +422,16 @@ export class ImageCache {
         'could not save the index snapshot; the next start reads every entry file',
       );
     }
+  }
+
+  /** Whether any id a fetch is for is still indexed and unexpired. */
+  #anyLive(flight: Flight): boolean {
+    const now = this.#now();
+    for (const id of flight.ids) {
+      const e = this.entries.get(id);
+      if (e && e.expiresAt > now) return true;
+    }
+    return false;
   }
 
   /** The pending or image entry of a query that expires last; rescans only after it went away. */
@@ -447,18 +501,49 @@ export class ImageCache {
   }
 
   /**
-   * Persists an entry. A failed write (full disk) is logged and counted but does not fail the
-   * caller: the entry still works from memory, it just would not survive a restart.
+   * Persists the entry of a new id before the id is handed out. If it cannot be saved the id is
+   * withdrawn and the POST fails (507 disk full, else 503 naming the cause): an id that a restart
+   * would forget must never reach a client.
+   */
+  async #persistNew(entry: Entry): Promise<void> {
+    try {
+      await this.#persist(entry);
+    } catch (err) {
+      if (this.entries.get(entry.id) === entry) this.#unindex(entry.id);
+      const code = err instanceof StoreWriteError ? err.code : undefined;
+      if (code === 'ENOSPC')
+        throw new StorageError(
+          'The request could not be saved: the cache disk is full (ENOSPC). Free space or lower CACHE_MAX_BYTES, then POST again.',
+          { cause: err },
+        );
+      throw new AppError(
+        503,
+        'Storage unavailable',
+        `The request could not be saved (${code ?? (err as Error).message}), so no id was issued. Check that CACHE_PATH and its folders are writable (GET /readyz says what is wrong), then POST again.`,
+        ['storage'],
+        { cause: err, headers: { 'retry-after': '10' } },
+      );
+    }
+  }
+
+  /**
+   * Persists an entry; rejects if it could not be written (logged and counted here). The results
+   * of a fetch that cannot be saved still work from memory; they just would not survive a restart.
    */
   #persist(entry: Entry): Promise<void> {
     // Writes of one id are chained, so a slow "pending" write can never land after (and undo)
     // the "image" write of a fetch that finished meanwhile.
     const previous = this.#writes.get(entry.id) ?? Promise.resolve();
-    const write = previous.then(() => this.#write(entry));
+    const write = previous.then(
+      () => this.#write(entry),
+      () => this.#write(entry),
+    );
     this.#writes.set(entry.id, write);
-    void write.finally(() => {
-      if (this.#writes.get(entry.id) === write) this.#writes.delete(entry.id);
-    });
+    void write
+      .catch(() => {})
+      .finally(() => {
+        if (this.#writes.get(entry.id) === write) this.#writes.delete(entry.id);
+      });
     return write;
   }
 
@@ -469,6 +554,7 @@ export class ImageCache {
       const code = err instanceof StoreWriteError ? err.code : undefined;
       this.#metrics.storeErrors.inc({ code: code ?? 'unknown' });
       this.#log.error({ id: entry.id, err: (err as Error).message }, 'could not persist entry');
+      throw err;
     }
   }
 
@@ -497,9 +583,19 @@ export class ImageCache {
     let outcome: { image: LastImage } | { error: AppError };
     try {
       const image = await this.#limiter.run(
-        () => this.#client.fetchChart(query, { id: firstId, signal }),
+        // Decided when the fetch leaves the queue, not when it joined: if every id it was for has
+        // expired or been evicted meanwhile, nobody can ever see the answer, so Kentik is not asked.
+        async () =>
+          this.#anyLive(flight) ? this.#client.fetchChart(query, { id: firstId, signal }) : null,
         signal,
       );
+      if (image === null) {
+        const group = this.#groups.get(hash);
+        if (group?.flight === flight) delete group.flight;
+        this.#metrics.upstreamFetches.inc({ outcome: 'dropped' });
+        this.#log.info({ hash, ids: flight.ids.size }, 'queued fetch dropped: all its ids expired');
+        return;
+      }
       const digest = bytesDigest(image.bytes);
       this.#reserved.add(digest);
       try {
@@ -561,13 +657,24 @@ export class ImageCache {
       this.#reserved.delete(outcome.image.digest);
     }
     // Persist before waking waiters: an id is never served something a restart would not repeat.
-    await forEachLimited(done, WRITE_CONCURRENCY, (e) => this.#persist(e));
+    await forEachLimited(done, WRITE_CONCURRENCY, (e) => this.#persist(e).catch(() => {}));
     for (const e of done) this.waiters.notify(e.id);
     this.#log.debug(
       { hash, ids: done.length, outcome: 'image' in outcome ? 'image' : outcome.error.type },
       'fetch settled',
     );
   }
+}
+
+/**
+ * The expiry of a new id, rounded up to a step of at most 1/64 of its ttl (a power of two seconds,
+ * at least 1 s). Rule 1 then answers re-POSTs of a query with a slowly growing expiry (the same ttl
+ * a moment later) with the same id, instead of a new entry every millisecond: one query has at most
+ * ~128 live ids per power-of-two band of ttl (~2,000 at MAX_TTL 30 days), however it is POSTed.
+ */
+export function roundExpiry(now: number, ttlSeconds: number): number {
+  const stepMs = 1000 * 2 ** Math.max(0, Math.floor(Math.log2(ttlSeconds / 64)));
+  return Math.ceil((now + ttlSeconds * 1000) / stepMs) * stepMs;
 }
 
 async function forEachLimited<T>(

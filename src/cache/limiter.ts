@@ -1,10 +1,13 @@
 /**
  * At most `limit` tasks run at once; the rest wait in FIFO order. Kentik rate-limits per account,
  * so a burst of new queries must queue here rather than fan out into a wall of 429s.
+ *
+ * The queue is a Set (insertion-ordered, O(1) delete): a waiter that gives up (its fetch aborted,
+ * e.g. every queued fetch at shutdown) leaves in O(1), so aborting a queue of n is O(n), not O(n²).
  */
 export class Limiter {
   #running = 0;
-  readonly #queue: Array<() => void> = [];
+  readonly #queue = new Set<() => void>();
 
   constructor(
     readonly limit: number,
@@ -12,7 +15,7 @@ export class Limiter {
   ) {}
 
   get queued(): number {
-    return this.#queue.length;
+    return this.#queue.size;
   }
 
   async run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -22,8 +25,12 @@ export class Limiter {
       return await task();
     } finally {
       this.#running--;
-      this.#queue.shift()?.();
-      this.onQueueChange(this.#queue.length);
+      const next = this.#queue.values().next();
+      if (!next.done) {
+        this.#queue.delete(next.value);
+        next.value();
+      }
+      this.onQueueChange(this.#queue.size);
     }
   }
 
@@ -35,14 +42,13 @@ export class Limiter {
         resolve();
       };
       const onAbort = (): void => {
-        const i = this.#queue.indexOf(go);
-        if (i >= 0) this.#queue.splice(i, 1);
-        this.onQueueChange(this.#queue.length);
+        this.#queue.delete(go);
+        this.onQueueChange(this.#queue.size);
         reject(signal?.reason);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.#queue.push(go);
-      this.onQueueChange(this.#queue.length);
+      this.#queue.add(go);
+      this.onQueueChange(this.#queue.size);
     });
   }
 }
