@@ -25,6 +25,7 @@ export const infoRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache }> = asyn
   app.get(
     '/info',
     {
+      config: { access: 'api-key' },
       schema: {
         summary: 'What the cache holds',
         description: `Counts of live entries and up to \`limit\` entries of each list (default ${DEFAULT_LIMIT}), soonest-expiring first is not guaranteed: order is insertion order.`,

@@ -30,7 +30,8 @@ export const operationRoutes: FastifyPluginAsyncTypebox<{
     '/readyz',
     {
       schema: {
-        summary: 'Readiness: the cache is loaded and its storage takes writes',
+        summary:
+          'Readiness: the cache is loaded and every storage folder takes writes (missing folders are recreated)',
         tags: ['operations'],
         response: {
           200: Type.Object({ status: Type.Literal('ready'), entries: Type.Integer() }),
@@ -49,7 +50,7 @@ export const operationRoutes: FastifyPluginAsyncTypebox<{
         throw new AppError(
           503,
           'Not ready',
-          `The cache storage cannot be written: ${(err as Error).message}. Free disk space or fix permissions of CACHE_PATH.`,
+          `The cache storage cannot be written: ${(err as Error).message}. Free disk space or fix the permissions and layout of CACHE_PATH (it must hold the folders entries/, blobs/ and quarantine/).`,
           ['storage'],
         );
       }
@@ -59,7 +60,14 @@ export const operationRoutes: FastifyPluginAsyncTypebox<{
 
   app.get(
     '/metrics',
-    { schema: { summary: 'Prometheus metrics', tags: ['operations'], produces: ['text/plain'] } },
+    {
+      config: { access: 'metrics' },
+      schema: {
+        summary: 'Prometheus metrics (needs METRICS_KEY as a Bearer token when it is set)',
+        tags: ['operations'],
+        produces: ['text/plain'],
+      },
+    },
     async (_request, reply) => {
       const counts = cache.countEntries();
       for (const [kind, n] of Object.entries(counts)) metrics.entries.set({ kind }, n);
