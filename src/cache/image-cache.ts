@@ -397,8 +397,19 @@ export class ImageCache {
   beginClose(): void {
     if (this.#closing) return;
     this.#closing = true;
-    for (const g of this.#groups.values()) g.flight?.controller.abort(new Error('shutting down'));
+    const started = performance.now();
+    const waiting = this.waiters.count;
+    let aborted = 0;
+    for (const g of this.#groups.values()) {
+      if (!g.flight) continue;
+      g.flight.controller.abort(new Error('shutting down'));
+      aborted++;
+    }
     this.waiters.notifyAll();
+    this.#log.info(
+      { fetches: aborted, waiters: waiting, durationMs: Math.round(performance.now() - started) },
+      'shutdown: fetches stopped (they resume at next start), waiting requests answered',
+    );
   }
 
   /** Ends the shutdown: waits for fetches and writes to settle and saves the index snapshot. */
