@@ -19,6 +19,8 @@ export type RequestResult = 'hit' | 'shared' | 'miss';
 interface Flight {
   ids: Set<string>;
   controller: AbortController;
+  /** Left the upstream queue (calling Kentik, or between retries). */
+  started?: boolean;
 }
 
 interface LastImage {
@@ -399,10 +401,13 @@ export class ImageCache {
     this.#closing = true;
     const started = performance.now();
     const waiting = this.waiters.count;
-    let aborted = 0;
+    // Queued fetches are dropped from the queue in one pass; only the few running ones are aborted
+    // (an abort event per queued fetch would cost seconds for a queue of 100k).
+    const reason = new Error('shutting down');
+    let aborted = this.#limiter.rejectAll(reason);
     for (const g of this.#groups.values()) {
-      if (!g.flight) continue;
-      g.flight.controller.abort(new Error('shutting down'));
+      if (!g.flight?.started) continue;
+      g.flight.controller.abort(reason);
       aborted++;
     }
     this.waiters.notifyAll();
@@ -596,8 +601,11 @@ export class ImageCache {
       const image = await this.#limiter.run(
         // Decided when the fetch leaves the queue, not when it joined: if every id it was for has
         // expired or been evicted meanwhile, nobody can ever see the answer, so Kentik is not asked.
-        async () =>
-          this.#anyLive(flight) ? this.#client.fetchChart(query, { id: firstId, signal }) : null,
+        async () => {
+          if (!this.#anyLive(flight)) return null;
+          flight.started = true;
+          return this.#client.fetchChart(query, { id: firstId, signal });
+        },
         signal,
       );
       if (image === null) {
@@ -629,7 +637,8 @@ export class ImageCache {
         };
       }
     } catch (err) {
-      if (signal.aborted) return; // shutdown: entries stay pending on disk and resume at next start
+      // Shutdown: entries stay pending on disk and resume at next start.
+      if (signal.aborted || this.#closing) return;
       outcome = {
         error:
           err instanceof AppError
