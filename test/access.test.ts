@@ -50,13 +50,14 @@ const post = (headers: Record<string, string>, n: string) =>
 
 describe('API keys', () => {
   it('refuses POST /requests without a key, or with a wrong one, with 401 JSON', async () => {
-    for (const headers of [
+    const attempts: Array<Record<string, string>> = [
       {},
       { authorization: 'Bearer wrong-key-0123456789abcdef' },
       { authorization: `Bearer ${KEY_A}x` },
       { authorization: `Basic ${Buffer.from(`u:${KEY_A}`).toString('base64')}` },
       { 'x-api-key': KEY_A.slice(0, -1) },
-    ]) {
+    ];
+    for (const headers of attempts) {
       const r = await post(headers, 'refused');
       expect(r.status, JSON.stringify(headers)).toBe(401);
       expect(r.json).toMatchObject({ type: 'Unauthorized', loc: ['header', 'authorization'] });

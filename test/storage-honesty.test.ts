@@ -86,7 +86,7 @@ describe('saves', () => {
     expect(r.headers.get('retry-after')).toBeTruthy();
     const ready = await fetch(`${svc.url}/readyz`);
     expect(ready.status).toBe(503);
-    expect((await ready.json()).msg).toMatch(/entries.*(EEXIST|ENOTDIR)/);
+    expect(((await ready.json()) as { msg: string }).msg).toMatch(/entries.*(EEXIST|ENOTDIR)/);
 
     // Fixed: /readyz recreates the folder, and POSTs work again.
     rmSync(path.join(cachePath, 'entries'));
