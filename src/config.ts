@@ -47,6 +47,8 @@ export interface Config {
   kentikMaxImageBytes: number;
   /** Sockets open at once; beyond it new connections are closed at once. */
   maxConnections: number;
+  /** Sockets open at once from one client address; 0: no per-address cap. */
+  maxConnectionsPerAddress: number;
   /** Milliseconds a client has to send its headers / its whole request. */
   headersTimeoutMs: number;
   requestTimeoutMs: number;
@@ -235,6 +237,13 @@ export function loadConfig(env: Env): Config {
     unit: 'bytes',
   });
   const maxConnections = number('MAX_CONNECTIONS', 512, { min: 1, integer: true });
+  // Without it, one client holding MAX_CONNECTIONS slow sockets locks everyone else out until its
+  // sockets time out. Behind a proxy (TRUST_PROXY) every connection comes from the proxy: off.
+  const maxConnectionsPerAddress = number(
+    'MAX_CONNECTIONS_PER_ADDRESS',
+    trustProxy === false ? Math.max(1, Math.floor(maxConnections / 4)) : 0,
+    { min: 0, integer: true },
+  );
   const headersTimeout = number('HEADERS_TIMEOUT', 10, { min: 0.1, max: 600, unit: 'seconds' });
   const requestTimeout = number('REQUEST_TIMEOUT', 30, { min: 0.1, max: 3600, unit: 'seconds' });
   const keepAliveTimeout = number('KEEP_ALIVE_TIMEOUT', 5, { min: 0.1, max: 600, unit: 'seconds' });
@@ -272,6 +281,7 @@ export function loadConfig(env: Env): Config {
     maxQueryBytes,
     kentikMaxImageBytes,
     maxConnections,
+    maxConnectionsPerAddress,
     headersTimeoutMs: Math.round(headersTimeout * 1000),
     requestTimeoutMs: Math.round(requestTimeout * 1000),
     keepAliveTimeoutMs: Math.round(keepAliveTimeout * 1000),

@@ -3,6 +3,7 @@
  * cut off after their timeout while /healthz keeps answering; beyond MAX_CONNECTIONS new sockets are
  * closed at once.
  */
+import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService, type Service } from './helpers/service.ts';
@@ -17,6 +18,7 @@ beforeAll(async () => {
     REQUEST_TIMEOUT: '2',
     KEEP_ALIVE_TIMEOUT: '1',
     MAX_CONNECTIONS: '150',
+    MAX_CONNECTIONS_PER_ADDRESS: '0', // every socket here comes from 127.0.0.1; tested below
   });
   port = Number(new URL(svc.url).port);
 });
@@ -107,5 +109,56 @@ describe('slowloris', () => {
     for (const h of held) h.stop();
     await Promise.all(held.map((h) => h.closed));
     expect(await healthzMs()).toBeLessThan(1000);
+  });
+
+  it('one address cannot take every slot: beyond MAX_CONNECTIONS_PER_ADDRESS its sockets are closed, others are served', async () => {
+    const capped = await startService({
+      KENTIK_API_URL: 'http://127.0.0.1:9/api/v5',
+      MAX_CONNECTIONS: '100', // per address by default: a quarter, 25
+      HEADERS_TIMEOUT: '30',
+      REQUEST_TIMEOUT: '30',
+    });
+    try {
+      const cport = Number(new URL(capped.url).port);
+      const open = (localAddress: string): Promise<{ closedMs: Promise<number> }> =>
+        new Promise((resolve) => {
+          const s = net.connect({ port: cport, host: '127.0.0.1', localAddress });
+          const t0 = performance.now();
+          s.on('error', () => {});
+          s.resume();
+          const closedMs = new Promise<number>((r) =>
+            s.once('close', () => r(performance.now() - t0)),
+          );
+          s.once('connect', () => resolve({ closedMs }));
+          sockets.push(s);
+        });
+      const sockets: net.Socket[] = [];
+      const attacker = await Promise.all(Array.from({ length: 60 }, () => open('127.0.0.1')));
+      const refused = await Promise.all(
+        attacker.map((a) =>
+          Promise.race([
+            a.closedMs.then(() => 1),
+            new Promise<number>((r) => setTimeout(r, 1000, 0)),
+          ]),
+        ),
+      );
+      expect(refused.reduce((x, y) => x + y, 0)).toBe(35);
+      // Another address (all of 127/8 is loopback on Linux) is still served.
+      const other = await new Promise<number>((resolve, reject) => {
+        http
+          .get(
+            { host: '127.0.0.1', port: cport, path: '/healthz', localAddress: '127.0.0.2' },
+            (r) => {
+              r.resume();
+              resolve(r.statusCode ?? 0);
+            },
+          )
+          .on('error', reject);
+      });
+      expect(other).toBe(200);
+      for (const s of sockets) s.destroy();
+    } finally {
+      await capped.stop();
+    }
   });
 });

@@ -241,6 +241,8 @@ export async function startService(opts: ServiceOptions): Promise<ServiceProc> {
       // Benchmarks measure throughput, not admission control: no per-client limit or queue cap.
       RATE_LIMIT_MAX: '0',
       MAX_PENDING: '1000000',
+      MAX_CONNECTIONS: '100000',
+      MAX_CONNECTIONS_PER_ADDRESS: '0',
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -7,6 +7,7 @@ import { AppError } from '../errors.ts';
 type Limits = Pick<
   Config,
   | 'maxConnections'
+  | 'maxConnectionsPerAddress'
   | 'headersTimeoutMs'
   | 'requestTimeoutMs'
   | 'keepAliveTimeoutMs'
@@ -41,6 +42,8 @@ export function serverOptions(config: Limits): Partial<FastifyServerOptions> {
         handler,
       );
       server.maxConnections = config.maxConnections;
+      if (config.maxConnectionsPerAddress > 0)
+        capPerAddress(server, config.maxConnectionsPerAddress);
       return server;
     },
   };
@@ -70,5 +73,27 @@ export async function installRateLimit(
         ['request'],
         { headers: { 'retry-after': String(Math.max(1, Math.ceil(context.ttl / 1000))) } },
       ),
+  });
+}
+
+/**
+ * Closes a new socket at once when its address already holds `max` open ones, so one client
+ * cannot take every connection slot (slowloris from one host) while others are still served.
+ */
+function capPerAddress(server: http.Server, max: number): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket) => {
+    const address = socket.remoteAddress ?? '';
+    const n = open.get(address) ?? 0;
+    if (n >= max) {
+      socket.destroy();
+      return;
+    }
+    open.set(address, n + 1);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left === 0) open.delete(address);
+      else open.set(address, left);
+    });
   });
 }
