@@ -9,6 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -255,13 +256,20 @@ async function slowloris(sim: Simulator, sockets: number): Promise<void> {
   const end = t0 + 15_000;
   while (performance.now() < end) {
     const h0 = performance.now();
-    try {
-      const r = await fetch(`${svc.url}/healthz`, { signal: AbortSignal.timeout(2000) });
-      await r.arrayBuffer();
-      health.push(performance.now() - h0);
-    } catch {
-      healthFails++;
-    }
+    // The legitimate client comes from another address (127.0.0.2: all of 127/8 is loopback).
+    const ok = await new Promise<boolean>((resolve) => {
+      const req = http.get(
+        { host: '127.0.0.1', port, path: '/healthz', localAddress: '127.0.0.2', agent: false },
+        (r) => {
+          r.resume();
+          r.on('end', () => resolve(r.statusCode === 200));
+        },
+      );
+      req.setTimeout(2000, () => req.destroy());
+      req.on('error', () => resolve(false));
+    });
+    if (ok) health.push(performance.now() - h0);
+    else healthFails++;
     await new Promise((r) => setTimeout(r, 250));
   }
   clearInterval(drip);
