@@ -160,7 +160,7 @@ async function flood(sim: Simulator): Promise<void> {
   );
   const queued = await metric(svc.url, 'kic_upstream_queued');
   const legit = await post(svc.url, query('legit'), LEGIT);
-  const took = legit.id ? await timeToImage(svc.url, legit.id, 30_000) : `POST ${legit.status}`;
+  const took = legit.id ? await timeToImage(svc.url, legit.id, 120_000) : `POST ${legit.status}`;
   console.log(
     `flood: 5 s x 50 connections of unique POSTs (${n} sent): answers ${JSON.stringify(counts)}; ` +
       `upstream queue after it ${queued} (≈ ${Math.round((queued * 0.5) / 4)} s of Kentik time at 0.5 s/call, 4 at once); ` +
