@@ -238,10 +238,11 @@ export function loadConfig(env: Env): Config {
   });
   const maxConnections = number('MAX_CONNECTIONS', 512, { min: 1, integer: true });
   // Without it, one client holding MAX_CONNECTIONS slow sockets locks everyone else out until its
-  // sockets time out. Behind a proxy (TRUST_PROXY) every connection comes from the proxy: off.
+  // sockets time out. Half, not less: an office behind one NAT address is many legitimate clients.
+  // Behind a proxy (TRUST_PROXY) every connection comes from the proxy: off.
   const maxConnectionsPerAddress = number(
     'MAX_CONNECTIONS_PER_ADDRESS',
-    trustProxy === false ? Math.max(1, Math.floor(maxConnections / 4)) : 0,
+    trustProxy === false ? Math.max(1, Math.floor(maxConnections / 2)) : 0,
     { min: 0, integer: true },
   );
   const headersTimeout = number('HEADERS_TIMEOUT', 10, { min: 0.1, max: 600, unit: 'seconds' });

@@ -18,7 +18,6 @@ beforeAll(async () => {
     REQUEST_TIMEOUT: '2',
     KEEP_ALIVE_TIMEOUT: '1',
     MAX_CONNECTIONS: '150',
-    MAX_CONNECTIONS_PER_ADDRESS: '0', // every socket here comes from 127.0.0.1; tested below
   });
   port = Number(new URL(svc.url).port);
 });
@@ -114,7 +113,8 @@ describe('slowloris', () => {
   it('one address cannot take every slot: beyond MAX_CONNECTIONS_PER_ADDRESS its sockets are closed, others are served', async () => {
     const capped = await startService({
       KENTIK_API_URL: 'http://127.0.0.1:9/api/v5',
-      MAX_CONNECTIONS: '100', // per address by default: a quarter, 25
+      MAX_CONNECTIONS: '100',
+      MAX_CONNECTIONS_PER_ADDRESS: '25',
       HEADERS_TIMEOUT: '30',
       REQUEST_TIMEOUT: '30',
     });
