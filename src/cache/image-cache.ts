@@ -318,6 +318,7 @@ export class ImageCache {
     this.waiters.notifyAll();
     this.#log.info(
       {
+        fetches: (rejected ?? 0) + aborted,
         queued: rejected ?? 0,
         running: aborted,
         waiters: waiting,
