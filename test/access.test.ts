@@ -1,5 +1,6 @@
 /**
- * Access control (issue 9): with API_KEYS set, POST /requests and /info need a key (Bearer or
+ * Access control (issue 9): with API_KEYS set, POST /requests, /info, the dashboard data and PUT/DELETE
+ * /charts need a key (Bearer or
  * X-API-Key, 401 JSON otherwise), images, health, readiness and the favicon stay open, /metrics
  * needs METRICS_KEY, and no key ever reaches a log line or an answer (its name is logged).
  */
@@ -99,6 +100,69 @@ describe('API keys', () => {
     });
     expect(ok.status).toBe(200);
     expect(await ok.text()).toContain('kic_http_requests_total');
+  });
+});
+
+describe('dashboard and named charts under API keys', () => {
+  const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+
+  it('keeps the dashboard page open but its data (/dashboard/api/*) needs a key', async () => {
+    for (const p of ['/', '/dashboard/app.js'])
+      expect((await fetch(`${svc.url}${p}`)).status, p).toBe(200);
+    for (const p of ['status', 'entries?limit=5', 'examples', 'events']) {
+      const refused = await fetch(`${svc.url}/dashboard/api/${p}`);
+      expect(refused.status, p).toBe(401);
+      expect(await refused.json()).toMatchObject({ type: 'Unauthorized' });
+      const wrong = await fetch(`${svc.url}/dashboard/api/${p}`, {
+        headers: bearer('wrong-key-0123456789abcdef'),
+      });
+      expect(wrong.status, p).toBe(401);
+    }
+    const status = await fetch(`${svc.url}/dashboard/api/status`, { headers: bearer(KEY_A) });
+    expect(status.status).toBe(200);
+    expect(await status.json()).toHaveProperty('entries');
+    const entries = await fetch(`${svc.url}/dashboard/api/entries?limit=5`, {
+      headers: { 'x-api-key': KEY_B },
+    });
+    expect(entries.status).toBe(200);
+    // The event stream, as the page reads it: fetch with the key as Bearer.
+    const controller = new AbortController();
+    const events = await fetch(`${svc.url}/dashboard/api/events`, {
+      headers: { ...bearer(KEY_A), accept: 'text/event-stream' },
+      signal: controller.signal,
+    });
+    expect(events.status).toBe(200);
+    expect(events.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const reader = events.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toContain('event: status');
+    controller.abort();
+    await reader.cancel().catch(() => {});
+  });
+
+  it('refuses PUT and DELETE /charts/{name} without a key; takes them with one', async () => {
+    const body = JSON.stringify({ api_query: kentikQuery('access-chart'), refresh: 600 });
+    const put = (headers: Record<string, string>) =>
+      fetch(`${svc.url}/charts/access-chart`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', ...headers },
+        body,
+      });
+    const refused = await put({});
+    expect(refused.status).toBe(401);
+    expect(await refused.json()).toMatchObject({ type: 'Unauthorized' });
+    expect((await put(bearer('wrong-key-0123456789abcdef'))).status).toBe(401);
+    expect((await fetch(`${svc.url}/charts/access-chart`)).status).toBe(404);
+    const created = await put(bearer(KEY_A));
+    expect([200, 201]).toContain(created.status);
+    expect((await fetch(`${svc.url}/charts/access-chart`, { method: 'DELETE' })).status).toBe(401);
+    expect((await fetch(`${svc.url}/charts/access-chart`)).status).toBe(200);
+    const deleted = await fetch(`${svc.url}/charts/access-chart`, {
+      method: 'DELETE',
+      headers: { 'x-api-key': KEY_B },
+    });
+    expect(deleted.status).toBeLessThan(300);
+    expect((await fetch(`${svc.url}/charts/access-chart`)).status).toBe(404);
   });
 });
 
