@@ -1,8 +1,8 @@
 /**
- * Access control (issue 9): with API_KEYS set, POST /requests, /info, the dashboard data and PUT/DELETE
- * /charts need a key (Bearer or
- * X-API-Key, 401 JSON otherwise), images, health, readiness and the favicon stay open, /metrics
- * needs METRICS_KEY, and no key ever reaches a log line or an answer (its name is logged).
+ * Access control (issue 9): with API_KEYS set, POST /requests, /info, the dashboard's data and
+ * PUT/DELETE /charts need a key (Bearer or X-API-Key, 401 JSON otherwise), images, health,
+ * readiness, the favicon and the dashboard page stay open, /metrics needs METRICS_KEY, and no key
+ * ever reaches a log line or an answer (its name is logged).
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
