@@ -7,6 +7,7 @@ import Fastify, {
   type FastifyError,
   type FastifyInstance,
 } from 'fastify';
+import { installAccessControl } from './auth/api-keys.ts';
 import { ImageCache } from './cache/image-cache.ts';
 import { createMaintenance, type Maintenance } from './cache/maintenance.ts';
 import { registerCharts } from './charts/index.ts';
@@ -18,6 +19,7 @@ import { AppError } from './errors.ts';
 import type { Coordinator } from './coordination/coordinator.ts';
 import { LocalCoordinator } from './coordination/local.ts';
 import { createKentikClient, type KentikClient } from './kentik/client.ts';
+import { installRateLimit, serverOptions } from './http/limits.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { imageRoutes } from './routes/images.ts';
 import { infoRoutes } from './routes/info.ts';
@@ -25,9 +27,8 @@ import { operationRoutes } from './routes/operations.ts';
 import { requestRoutes } from './routes/requests.ts';
 import { ErrorBody } from './routes/schemas.ts';
 import { FsStore } from './store/fs-store.ts';
-import type { Store } from './store/store.ts';
+import { StoreReadError, type Store } from './store/store.ts';
 
-export const BODY_LIMIT = 1024 * 1024;
 /** Log levels at which the per-request `info` line is written. */
 const LOGS_INFO = new Set(['info', 'debug', 'trace']);
 const VERSION = '0.1.0';
@@ -62,7 +63,8 @@ export async function buildApp({
     ...(typeof logger === 'object' && 'info' in logger
       ? { loggerInstance: logger as FastifyBaseLogger }
       : { logger }),
-    bodyLimit: BODY_LIMIT,
+    // Body limit, proxy trust, server timeouts and the connection cap (src/http/limits.ts).
+    ...serverOptions(config),
     // We log one line per request ourselves (onResponse), not Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     // Ids are 87 characters at most, but a longer one is still just an unknown id: let it reach
@@ -115,7 +117,7 @@ export async function buildApp({
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser(
     'application/json',
-    { parseAs: 'string', bodyLimit: BODY_LIMIT },
+    { parseAs: 'string', bodyLimit: config.maxQueryBytes },
     (_request, body, done) => {
       try {
         done(null, parseJsonBody(body as string));
@@ -151,6 +153,9 @@ export async function buildApp({
   await app.register(swaggerUi, { routePrefix: '/docs', logo: undefined });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
+  installAccessControl(app, { apiKeys: config.apiKeys, metricsKey: config.metricsKey });
+  await installRateLimit(app, config);
+
   app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
     const { status, body, headers } = toErrorResponse(error, config);
     if (status >= 500 && !(error instanceof AppError))
@@ -182,6 +187,7 @@ export async function buildApp({
           url: request.url.slice(0, 200),
           statusCode: reply.statusCode,
           durationMs: Math.round(reply.elapsedTime * 10) / 10,
+          ...(request.apiKeyName !== undefined ? { apiKey: request.apiKeyName } : {}),
         },
         'request',
       );
@@ -205,6 +211,13 @@ export async function buildApp({
     charts,
   });
 
+  // Before the server stops taking requests: waiting GETs are answered 503 at once (not held until
+  // the grace period ends), fetches stop and the snapshot is saved, whatever slow clients still do.
+  app.addHook('preClose', async () => {
+    cache.beginClose();
+    await maintenance.stop();
+    await cache.close();
+  });
   app.addHook('onClose', async () => {
     await maintenance.stop();
     await cache.close();
@@ -244,12 +257,23 @@ async function createCoordinator(deps: {
 /** The one place that decides what an error looks like to a client. */
 export function toErrorResponse(
   error: FastifyError | AppError,
-  config: Pick<Config, 'maxTtl'>,
+  config: Pick<Config, 'maxTtl' | 'maxQueryBytes'>,
 ): {
   status: number;
   body: { type: string; loc: (string | number)[]; msg: string };
   headers?: Record<string, string>;
 } {
+  if (error instanceof StoreReadError) {
+    return {
+      status: 503,
+      body: {
+        type: 'Storage unavailable',
+        loc: ['storage'],
+        msg: `${error.message}. The stored data exists but cannot be read: check the permissions and layout of CACHE_PATH, then retry.`,
+      },
+      headers: { 'retry-after': '30' },
+    };
+  }
   if (error instanceof AppError) {
     return {
       status: error.statusCode,
@@ -304,7 +328,7 @@ export function toErrorResponse(
         body: {
           type: 'Payload too large',
           loc: ['body'],
-          msg: `The body is larger than ${BODY_LIMIT} bytes (1 MiB). A Kentik query is a few KB; send only the query.`,
+          msg: `The body is larger than ${config.maxQueryBytes} bytes (MAX_QUERY_BYTES). A Kentik query is a few KB; send only the query.`,
         },
       };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':

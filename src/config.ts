@@ -42,7 +42,40 @@ export interface Config {
   debug: boolean;
   /** Named live charts (src/charts). */
   charts: ChartSettings;
+  /** API keys by name; empty: POST /requests and /info are open (the original API). */
+  apiKeys: ApiKey[];
+  /** Bearer key /metrics requires; undefined: /metrics is open. */
+  metricsKey: Secret | undefined;
+  /** Fastify `trustProxy`: whether (and which) X-Forwarded-For is believed for the client address. */
+  trustProxy: boolean | number | string;
+  /** POST /requests per client per window; 0 turns the rate limit off. */
+  rateLimitMax: number;
+  rateLimitWindowMs: number;
+  /** Upstream fetches queued or running beyond which a new miss is refused (503). */
+  maxPending: number;
+  /** Largest POST body, bytes (the query is almost all of it). */
+  maxQueryBytes: number;
+  /** Largest image Kentik may send, bytes (decoded). */
+  kentikMaxImageBytes: number;
+  /** Sockets open at once; beyond it new connections are closed at once. */
+  maxConnections: number;
+  /** Sockets open at once from one client address; 0: no per-address cap. */
+  maxConnectionsPerAddress: number;
+  /** Milliseconds a client has to send its headers / its whole request. */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** Milliseconds an idle keep-alive socket is kept. */
+  keepAliveTimeoutMs: number;
 }
+
+export interface ApiKey {
+  /** Logged instead of the key. */
+  name: string;
+  key: Secret;
+}
+
+/** The largest MAX_TTL accepted (30 days): see README "Configuration" for why. */
+export const MAX_TTL_CAP = 30 * 24 * 3600;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -131,7 +164,7 @@ export function loadConfig(env: Env): Config {
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
   } catch {
     problems.push(
-      `KENTIK_API_URL=${JSON.stringify(kentikApiUrl)} must be an http(s) URL such as https://api.kentik.com/api/v5`,
+      `KENTIK_API_URL=${JSON.stringify(redactUrlCredentials(kentikApiUrl))} must be an http(s) URL such as https://api.kentik.com/api/v5`,
     );
   }
 
@@ -147,7 +180,14 @@ export function loadConfig(env: Env): Config {
     max: 1000,
     integer: true,
   });
-  const maxTtl = number('MAX_TTL', 7 * 24 * 3600, { min: 1, integer: true, unit: 'seconds' });
+  // Capped: an id pins its bytes on disk for its whole ttl, and every ttl band can hold its own
+  // ids of one query (see ImageCache), so an unbounded MAX_TTL is unbounded disk for one POST.
+  const maxTtl = number('MAX_TTL', 7 * 24 * 3600, {
+    min: 1,
+    max: MAX_TTL_CAP,
+    integer: true,
+    unit: 'seconds',
+  });
   const defaultTtl = number('DEFAULT_TTL', 300, { min: 1, integer: true, unit: 'seconds' });
   if (defaultTtl > maxTtl)
     problems.push(`DEFAULT_TTL=${defaultTtl} must not exceed MAX_TTL=${maxTtl}`);
@@ -218,6 +258,46 @@ export function loadConfig(env: Env): Config {
     problems.push(`LOG_LEVEL=${JSON.stringify(logLevel)} must be one of ${LOG_LEVELS.join(', ')}`);
   }
   const charts = loadChartSettings(number);
+  const apiKeys = loadApiKeys(raw('API_KEYS'), raw('API_KEYS_FILE'), problems);
+  const metricsKeyRaw = raw('METRICS_KEY');
+  if (metricsKeyRaw !== undefined && metricsKeyRaw.length < MIN_KEY_LENGTH)
+    problems.push(`METRICS_KEY must be at least ${MIN_KEY_LENGTH} characters long`);
+  const trustProxy = parseTrustProxy(raw('TRUST_PROXY'), problems);
+  const rateLimitMax = number('RATE_LIMIT_MAX', 120, { min: 0, integer: true });
+  const rateLimitWindow = number('RATE_LIMIT_WINDOW', 60, {
+    min: 1,
+    max: 86_400,
+    unit: 'seconds',
+  });
+  const maxPending = number('MAX_PENDING', 200, { min: 1, integer: true });
+  const maxQueryBytes = number('MAX_QUERY_BYTES', 64 * 1024, {
+    min: 1024,
+    max: 1024 * 1024,
+    integer: true,
+    unit: 'bytes',
+  });
+  const kentikMaxImageBytes = number('KENTIK_MAX_IMAGE_BYTES', 16 * 1024 * 1024, {
+    min: 1024,
+    max: 256 * 1024 * 1024,
+    integer: true,
+    unit: 'bytes',
+  });
+  const maxConnections = number('MAX_CONNECTIONS', 512, { min: 1, integer: true });
+  // Without it, one client holding MAX_CONNECTIONS slow sockets locks everyone else out until its
+  // sockets time out. Half, not less: an office behind one NAT address is many legitimate clients.
+  // Behind a proxy (TRUST_PROXY) every connection comes from the proxy: off.
+  const maxConnectionsPerAddress = number(
+    'MAX_CONNECTIONS_PER_ADDRESS',
+    trustProxy === false ? Math.max(1, Math.floor(maxConnections / 2)) : 0,
+    { min: 0, integer: true },
+  );
+  const headersTimeout = number('HEADERS_TIMEOUT', 10, { min: 0.1, max: 600, unit: 'seconds' });
+  const requestTimeout = number('REQUEST_TIMEOUT', 30, { min: 0.1, max: 3600, unit: 'seconds' });
+  const keepAliveTimeout = number('KEEP_ALIVE_TIMEOUT', 5, { min: 0.1, max: 600, unit: 'seconds' });
+  if (headersTimeout > requestTimeout)
+    problems.push(
+      `HEADERS_TIMEOUT=${headersTimeout} must not exceed REQUEST_TIMEOUT=${requestTimeout}`,
+    );
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -244,6 +324,106 @@ export function loadConfig(env: Env): Config {
     port,
     debug: ['1', 'true', 'yes', 'on'].includes(debugRaw),
     charts,
+    apiKeys,
+    metricsKey: metricsKeyRaw === undefined ? undefined : new Secret(metricsKeyRaw),
+    trustProxy,
+    rateLimitMax,
+    rateLimitWindowMs: Math.round(rateLimitWindow * 1000),
+    maxPending,
+    maxQueryBytes,
+    kentikMaxImageBytes,
+    maxConnections,
+    maxConnectionsPerAddress,
+    headersTimeoutMs: Math.round(headersTimeout * 1000),
+    requestTimeoutMs: Math.round(requestTimeout * 1000),
+    keepAliveTimeoutMs: Math.round(keepAliveTimeout * 1000),
+  };
+}
+
+/** A key shorter than this is guessable; keys are compared in constant time, not rate limited. */
+export const MIN_KEY_LENGTH = 16;
+
+/**
+ * `API_KEYS` is `key,key` or `name:key,name:key`; `API_KEYS_FILE` has one such item per line
+ * (blank lines and `#` comments skipped). Both may be set. Problems never quote a key.
+ */
+function loadApiKeys(
+  list: string | undefined,
+  file: string | undefined,
+  problems: string[],
+): ApiKey[] {
+  const items: Array<{ item: string; where: string }> = [];
+  if (list !== undefined)
+    list.split(',').forEach((item, i) => items.push({ item, where: `API_KEYS item ${i + 1}` }));
+  if (file !== undefined) {
+    try {
+      readFileSync(file, 'utf8')
+        .split(/\r?\n/)
+        .forEach((item, i) => {
+          if (!item.trim().startsWith('#'))
+            items.push({ item, where: `API_KEYS_FILE line ${i + 1}` });
+        });
+    } catch (err) {
+      problems.push(
+        `API_KEYS_FILE=${JSON.stringify(file)} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      );
+    }
+  }
+  const keys: ApiKey[] = [];
+  const names = new Set<string>();
+  for (const { item, where } of items) {
+    const trimmed = item.trim();
+    if (trimmed === '') continue;
+    const colon = trimmed.indexOf(':');
+    const name = colon > 0 ? trimmed.slice(0, colon).trim() : `key${keys.length + 1}`;
+    const key = colon > 0 ? trimmed.slice(colon + 1).trim() : trimmed;
+    if (!/^[\w.@-]{1,64}$/.test(name)) {
+      problems.push(`${where}: the name must be 1–64 letters, digits, _ . @ or -`);
+      continue;
+    }
+    if (key.length < MIN_KEY_LENGTH || /\s/.test(key)) {
+      problems.push(
+        `${where} (${name}): a key must be at least ${MIN_KEY_LENGTH} characters without spaces (e.g. \`openssl rand -hex 24\`)`,
+      );
+      continue;
+    }
+    if (names.has(name)) {
+      problems.push(`${where}: the name ${name} is used twice`);
+      continue;
+    }
+    names.add(name);
+    keys.push({ name, key: new Secret(key) });
+  }
+  if ((list !== undefined || file !== undefined) && keys.length === 0 && problems.length === 0)
+    problems.push('API_KEYS / API_KEYS_FILE are set but hold no key');
+  return keys;
+}
+
+/** `true`/`false`, a number of proxy hops, or addresses/CIDRs of trusted proxies (comma-separated). */
+function parseTrustProxy(v: string | undefined, problems: string[]): boolean | number | string {
+  if (v === undefined) return false;
+  const lower = v.toLowerCase();
+  if (['0', 'false', 'no', 'off'].includes(lower)) return false;
+  if (['true', 'yes', 'on'].includes(lower)) return true;
+  if (/^[1-9]\d?$/.test(v)) return Number(v);
+  if (/^[0-9a-fA-F.:/, ]+$/.test(v)) return v;
+  problems.push(
+    `TRUST_PROXY=${JSON.stringify(v)} must be true/false, a number of proxy hops, or proxy addresses/CIDRs (comma-separated)`,
+  );
+  return false;
+}
+
+/** `https://user:pass@host/…` → `https://[REDACTED]@host/…`, in any text. */
+export function redactUrlCredentials(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]+@/gi, '$1[REDACTED]@');
+}
+
+/** The settings as they may be printed (DEBUG): secrets and URL credentials redacted. */
+export function printableConfig(config: Config): Record<string, unknown> {
+  return {
+    ...config,
+    kentikApiUrl: redactUrlCredentials(config.kentikApiUrl),
+    apiKeys: config.apiKeys.map((k) => k.name),
   };
 }
 

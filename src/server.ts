@@ -1,11 +1,17 @@
 #!/usr/bin/env node
 import { createRequire } from 'node:module';
 import { buildApp } from './app.ts';
-import { ConfigError, loadConfig, readEnv } from './config.ts';
+import { ConfigError, loadConfig, printableConfig, readEnv } from './config.ts';
 import { loggerOptions } from './logger.ts';
+import { CachePathLockedError } from './store/lock.ts';
 
-/** Longest a shutdown may take before in-flight responses are cut off. */
+/**
+ * A shutdown ends within this bound whatever clients do: responses still being sent after half of
+ * it are cut off, and the process exits at the end of it. Waiting GETs are answered at once and the
+ * snapshot is saved first (see the preClose hook in app.ts), so cutting off costs nothing durable.
+ */
 const SHUTDOWN_GRACE_MS = 10_000;
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|::ffff:127\.\d+\.\d+\.\d+)$/i;
 
 const env = readEnv();
 let config;
@@ -18,11 +24,25 @@ try {
 }
 
 const pretty = process.stdout.isTTY && env.NODE_ENV !== 'production' && canResolve('pino-pretty');
-const { app } = await buildApp({
-  config,
-  logger: loggerOptions({ debug: config.debug, level: env.LOG_LEVEL, pretty }),
-});
-if (config.debug) app.log.debug({ settings: config }, 'effective settings');
+let built;
+try {
+  built = await buildApp({
+    config,
+    logger: loggerOptions({ debug: config.debug, level: env.LOG_LEVEL, pretty }),
+  });
+} catch (err) {
+  if (!(err instanceof CachePathLockedError)) throw err;
+  console.error(err.message);
+  process.exit(3);
+}
+const { app } = built;
+if (config.debug) app.log.debug({ settings: printableConfig(config) }, 'effective settings');
+if (config.apiKeys.length === 0 && !LOOPBACK.test(config.host)) {
+  app.log.warn(
+    { host: config.host },
+    'API_KEYS is not set and HOST is not a loopback address: anyone who can reach this port can request charts (spending the Kentik quota) and list the cache. Set API_KEYS or API_KEYS_FILE.',
+  );
+}
 
 process.on('unhandledRejection', (reason) => app.log.error({ err: reason }, 'unhandled rejection'));
 
@@ -35,6 +55,10 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       { signal },
       'shutting down: finishing in-flight requests, pending fetches resume at next start',
     );
+    setTimeout(() => {
+      app.log.warn('responses still in progress at shutdown are cut off');
+      app.server.closeAllConnections();
+    }, SHUTDOWN_GRACE_MS / 2).unref();
     setTimeout(() => {
       app.log.warn('shutdown grace period over; exiting');
       process.exit(0);

@@ -8,6 +8,7 @@ import {
   getJson,
   kentikQuery,
   metric,
+  postJson,
   requestImage,
   startService,
   tempDir,
@@ -46,7 +47,7 @@ describe.skipIf(mountError !== undefined)('full disk (ENOSPC)', () => {
     rmSync(mountPoint, { recursive: true, force: true });
   });
 
-  it('fails new fetches with 507, keeps serving stored images, and recovers when space returns', async () => {
+  it('refuses new POSTs with 507 (no id it could not save), keeps serving stored images, and recovers when space returns', async () => {
     const stored = await requestImage(svc.url, kentikQuery('disk-before'), 600);
     const before = await getImage(svc.url, stored);
     expect(before.status).toBe(200);
@@ -58,8 +59,10 @@ describe.skipIf(mountError !== undefined)('full disk (ENOSPC)', () => {
       expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
     }
 
-    const failed = await requestImage(svc.url, kentikQuery('disk-full'), 600);
-    const r = await getImage(svc.url, failed);
+    const r = await postJson(`${svc.url}/requests`, {
+      api_query: kentikQuery('disk-full'),
+      ttl: 600,
+    });
     expect(r.status).toBe(507);
     expect(r.json).toMatchObject({
       type: 'Insufficient storage',
@@ -80,6 +83,7 @@ describe.skipIf(mountError !== undefined)('full disk (ENOSPC)', () => {
     const recovered = await requestImage(svc.url, kentikQuery('disk-after'), 600);
     expect((await getImage(svc.url, recovered)).status).toBe(200);
     const info = await getJson(`${svc.url}/info`);
-    expect(info.active_count).toBe(3);
+    expect(info.active_count).toBe(2);
+    expect(info.pending_count).toBe(0);
   });
 });

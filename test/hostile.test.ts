@@ -201,7 +201,14 @@ beforeAll(async () => {
   sim = await startSimulator({ email: 'test@example.com', token: TEST_TOKEN });
   entry = await buildService();
   svc = await startService(
-    { KENTIK_API_URL: sim.url, KENTIK_API_RETRIES: '0', KENTIK_API_TIMEOUT: '5' },
+    {
+      KENTIK_API_URL: sim.url,
+      KENTIK_API_RETRIES: '0',
+      KENTIK_API_TIMEOUT: '5',
+      // The largest body allowed, so hostile JSON reaches the parser and the depth check (the
+      // default 64 KiB would refuse most of it with a 413 before; admission.test.ts tests that).
+      MAX_QUERY_BYTES: String(1024 * 1024),
+    },
     { entry, nodeArgs: ['--import', SPY] },
   );
   port = Number(new URL(svc.url).port);

@@ -179,4 +179,25 @@ describe('two replicas', () => {
     await b.waitForLog((l) => l.msg === 'taking over an orphaned fetch');
     expect(await metric(b.url, 'kic_flight_takeovers_total')).toBe(1);
   });
+
+  it('MAX_PENDING counts the flights of every replica: a new miss on the other replica is refused, a share or hit is not', async () => {
+    sim.setFaults({ latencyMs: 60_000 }); // nothing finishes during the test
+    const env = { MAX_PENDING: '3', KENTIK_API_CONCURRENCY: '1', REDIS_KEY_PREFIX: 'cap:' };
+    const a = await replica(env);
+    const b = await replica(env);
+    const queries = [0, 1, 2].map((i) => kentikQuery(`cluster-pending-${i}`));
+    const ids: string[] = [];
+    for (const q of queries) ids.push(await requestImage(a.url, q, 60));
+    const extra = kentikQuery('cluster-pending-3');
+    const refused = await postJson(`${b.url}/requests`, { api_query: extra });
+    expect(refused.status).toBe(503);
+    expect(refused.json).toMatchObject({ type: 'Too busy', loc: ['upstream'] });
+    expect(refused.json.msg).toContain('3 fetches are already waiting');
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(5);
+    // Joining A's flight (longer ttl) and a hit on A's id (shorter ttl) are no new work.
+    const shared = await requestImage(b.url, queries[0]!, 120);
+    expect(shared).not.toBe(ids[0]);
+    expect(await requestImage(b.url, queries[1]!, 30)).toBe(ids[1]);
+    expect(calls(extra)).toBe(0);
+  });
 });

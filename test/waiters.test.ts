@@ -206,6 +206,9 @@ describe.skipIf(skipReason !== undefined)(`${CLIENTS} clients waiting on one slo
             KENTIK_API_TIMEOUT: '300',
             ENTRY_WAIT_TIMEOUT: '300',
             LOG_LEVEL: 'info',
+            // 2,000 sockets at once: above the default cap of 512 (slow-clients.test.ts tests it).
+            MAX_CONNECTIONS: '5000',
+            MAX_CONNECTIONS_PER_ADDRESS: '0',
           },
           { entry: await buildService(), nodeArgs: ['--expose-gc', '--import', PROBE] },
         );

@@ -1,6 +1,9 @@
 // The dashboard: plain browser JavaScript, served as is (no build step, nothing from another host).
 // Data comes from /dashboard/api (documented in /openapi.json); live changes arrive as
 // Server-Sent Events on /dashboard/api/events, so nothing here polls the server.
+// When the service has API_KEYS, the data needs a key: the page asks for it once, keeps it in
+// sessionStorage (this tab only, gone when it closes) and sends it as `Authorization: Bearer`.
+// That is why the events are read with fetch() rather than EventSource, which cannot send headers.
 
 const API = '/dashboard/api';
 const PAGE_SIZE = 24;
@@ -84,10 +87,47 @@ function mimeType(e) {
 }
 const imageUrl = (id) => `${location.origin}/image/${id}`;
 
+// ---------- API key ----------
+const KEY_STORE = 'kic-api-key';
+function apiKey() {
+  try {
+    return sessionStorage.getItem(KEY_STORE) ?? '';
+  } catch {
+    return '';
+  }
+}
+function withKey(headers) {
+  const key = apiKey();
+  return key ? { ...headers, authorization: `Bearer ${key}` } : headers;
+}
+/** The service answered 401: show the key form, saying why. */
+function needKey(msg) {
+  $('key-form').hidden = false;
+  $('key-msg').textContent = apiKey()
+    ? 'That key was refused. Enter a valid API key.'
+    : (msg ?? 'This service needs an API key.');
+}
+function useKey(ev) {
+  ev.preventDefault();
+  const key = $('api-key').value.trim();
+  if (!key) return;
+  try {
+    sessionStorage.setItem(KEY_STORE, key);
+  } catch {
+    // Storage disabled: the key is not kept; nothing can be loaded then.
+  }
+  $('api-key').value = '';
+  $('key-form').hidden = true;
+  connect();
+  loadExamples();
+  restart();
+}
+
 // ---------- data ----------
 async function getJson(url) {
-  const res = await fetch(url, { headers: { accept: 'application/json' } });
+  const res = await fetch(url, { headers: withKey({ accept: 'application/json' }) });
   const body = await res.json().catch(() => ({}));
+  if (res.status === 401) needKey(body.msg);
   if (!res.ok) throw new Error(body.msg ?? `${url} answered ${res.status}`);
   return body;
 }
@@ -512,25 +552,14 @@ function reloadSoon() {
   reloadTimer = setTimeout(loadPage, 300);
 }
 
-function connect() {
-  const es = new EventSource(`${API}/events`);
-  const live = $('st-live');
-  es.addEventListener('open', () => {
-    live.textContent = '● live';
-    live.classList.add('on');
-  });
-  es.addEventListener('error', () => {
-    live.textContent = '○ reconnecting';
-    live.classList.remove('on');
-  });
-  es.addEventListener('status', (ev) => renderStatus(JSON.parse(ev.data)));
-  connectMore(es);
-  es.addEventListener('created', () => {
+const handlers = {
+  status: (data) => renderStatus(JSON.parse(data)),
+  created: () => {
     // New ids appear at the top: only the first page changes.
     if (state.cursors.length === 1) reloadSoon();
-  });
-  es.addEventListener('settled', (ev) => {
-    const { hash, entries } = JSON.parse(ev.data);
+  },
+  settled: (data) => {
+    const { hash, entries } = JSON.parse(data);
     let changed = false;
     for (const e of entries) {
       const shown = state.shown.get(e.id);
@@ -548,15 +577,70 @@ function connect() {
       if ($('failures').checked) reloadSoon();
       else render([...state.shown.values()].map((s) => s.entry));
     }
-  });
+  },
+  deleted: (data) => {
+    const { ids } = JSON.parse(data);
+    if (ids.some((id) => state.shown.has(id))) reloadSoon();
+  },
+  reset: () => reloadSoon(),
+};
+
+/** Dispatches each complete `event:`/`data:` block in `text`; returns the incomplete rest. */
+function dispatchEvents(text) {
+  let rest = text;
+  let end;
+  while ((end = rest.indexOf('\n\n')) >= 0) {
+    const block = rest.slice(0, end);
+    rest = rest.slice(end + 2);
+    let event = 'message';
+    const data = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith('event:')) event = line.slice(6).trim();
+      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+    }
+    if (data.length > 0) handlers[event]?.(data.join('\n'));
+  }
+  return rest;
 }
 
-function connectMore(es) {
-  es.addEventListener('deleted', (ev) => {
-    const { ids } = JSON.parse(ev.data);
-    if (ids.some((id) => state.shown.has(id))) reloadSoon();
-  });
-  es.addEventListener('reset', () => reloadSoon());
+let stream;
+async function connect() {
+  stream?.abort();
+  const ctrl = new AbortController();
+  stream = ctrl;
+  const live = $('st-live');
+  const down = (text) => {
+    live.textContent = text;
+    live.classList.remove('on');
+  };
+  try {
+    const res = await fetch(`${API}/events`, {
+      headers: withKey({ accept: 'text/event-stream' }),
+      signal: ctrl.signal,
+    });
+    if (res.status === 401) {
+      down('○ needs a key');
+      needKey((await res.json().catch(() => ({}))).msg);
+      return; // connect() runs again once a key is entered
+    }
+    if (!res.ok || !res.body) throw new Error(`events answered ${res.status}`);
+    live.textContent = '● live';
+    live.classList.add('on');
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffered = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffered = dispatchEvents(buffered + value.replaceAll('\r\n', '\n'));
+    }
+  } catch {
+    // Network error or the service restarting: reconnect below.
+  }
+  if (ctrl.signal.aborted || stream !== ctrl) return;
+  down('○ reconnecting');
+  setTimeout(() => {
+    if (stream === ctrl) connect();
+  }, 3000);
 }
 
 // ---------- new chart ----------
@@ -601,10 +685,11 @@ async function submitChart(ev) {
   try {
     const res = await fetch('/requests', {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: withKey({ 'content-type': 'application/json' }),
       body: JSON.stringify({ api_query: query, ttl }),
     });
     const body = await res.json().catch(() => ({}));
+    if (res.status === 401) needKey(body.msg);
     if (!res.ok)
       return formError(`${res.status} ${body.type ?? ''}: ${body.msg ?? 'the request failed'}`);
     $('form-ok').hidden = false;
@@ -657,6 +742,7 @@ $('example').addEventListener('change', () => {
   formError(null);
 });
 $('chart-form').addEventListener('submit', submitChart);
+$('key-form').addEventListener('submit', useKey);
 
 connect();
 loadExamples();

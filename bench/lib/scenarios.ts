@@ -633,6 +633,7 @@ export async function coldStart(ctx: Ctx): Promise<{ generationMsPerEntry: numbe
   const store = new FsStore(snapDir);
   await store.open();
   await store.checkpoint(ds2.entries);
+  await store.close(); // releases CACHE_PATH's lock for the service started next
   const snap = await readiness(ctx, snapDir);
 
   const live = ds.counts.image + ds.counts.error + ds.counts.pending;

@@ -5,6 +5,8 @@ import type { Config } from '../config.ts';
 import {
   CoordinatorUnavailableError,
   PAGE_MAX_LIMIT,
+  PendingCapError,
+  type Decision,
   type Coordinator,
   type CoordinatorEvent,
   type Counts,
@@ -35,7 +37,8 @@ export type Lookup =
   | { kind: 'missing'; reason: 'unknown' | 'expired' | 'lost' };
 
 export interface ImageCacheDeps {
-  config: Pick<Config, 'memoryCacheBytes' | 'flightLease'>;
+  config: Pick<Config, 'memoryCacheBytes' | 'flightLease' | 'kentikApiConcurrency'> &
+    Partial<Pick<Config, 'maxPending'>>;
   coordinator: Coordinator;
   client: KentikClient;
   log: FastifyBaseLogger;
@@ -64,7 +67,12 @@ interface RunningFlight {
   lease: Lease;
   controller: AbortController;
   done: Promise<void>;
+  /** Holds an upstream slot (calling Kentik, or between retries): only these are aborted at shutdown. */
+  started?: boolean;
 }
+
+/** What #fetch says when the flight was dropped before calling Kentik (nobody waits on it any more). */
+const DROPPED = Symbol('dropped');
 
 /**
  * The one orchestrator of the request-sharing rules: it asks the coordinator to decide, runs the
@@ -81,6 +89,8 @@ export class ImageCache {
   readonly #metrics: Metrics;
   readonly #now: () => number;
   readonly #leaseMs: number;
+  readonly #maxPending: number | undefined;
+  readonly #concurrency: number;
   /** Finished (image or error) entries: they never change, only expire or get deleted. */
   readonly #finished = new Map<string, ImageEntry | ErrorEntry>();
   readonly #flights = new Map<string, RunningFlight>();
@@ -95,6 +105,8 @@ export class ImageCache {
     this.#metrics = metrics;
     this.#now = now;
     this.#leaseMs = config.flightLease * 1000;
+    this.#maxPending = config.maxPending;
+    this.#concurrency = config.kentikApiConcurrency;
     this.events.setMaxListeners(0);
     this.waiters = new Waiters((n) => metrics.waiters.set(n));
     this.blobs = new MemoryBlobs(config.memoryCacheBytes, (n) => metrics.memoryBytes.set(n));
@@ -126,14 +138,43 @@ export class ImageCache {
     query: unknown,
     ttlSeconds: number,
   ): Promise<{ id: string; result: RequestResult }> {
+    if (this.#closing) {
+      throw new AppError(
+        503,
+        'Service unavailable',
+        'The service is restarting; POST again in a few seconds.',
+        [],
+        { headers: { 'retry-after': '5' } },
+      );
+    }
     const hash = queryHash(query);
     const now = this.#now();
-    const decision = await this.#coordinator.decide({
-      hash,
-      query,
-      expiresAt: now + ttlSeconds * 1000,
-      now,
-    });
+    let decision: Decision;
+    try {
+      decision = await this.#coordinator.decide({
+        hash,
+        query,
+        expiresAt: roundExpiry(now, ttlSeconds),
+        now,
+        ...(this.#maxPending !== undefined ? { maxPending: this.#maxPending } : {}),
+      });
+    } catch (err) {
+      if (!(err instanceof PendingCapError)) throw err;
+      // Refused now rather than handing out an id that would wait for hours behind a flood; hits
+      // and shares were decided before the cap. About how long the queue takes to drain, at ~2 s
+      // a chart per upstream slot.
+      const retryAfter = Math.min(
+        300,
+        Math.max(5, Math.ceil((2 * err.pending) / this.#concurrency)),
+      );
+      throw new AppError(
+        503,
+        'Too busy',
+        `${err.pending} fetches are already waiting for Kentik (MAX_PENDING). Images already requested are still served; retry this query after ${retryAfter} s.`,
+        ['upstream'],
+        { headers: { 'retry-after': String(retryAfter) } },
+      );
+    }
     this.#metrics.requests.inc({ result: decision.result });
     if (decision.result !== 'hit') this.events.emit('created', [decision.id]);
     if (decision.result === 'shared' && decision.entry.kind === 'image')
@@ -252,15 +293,46 @@ export class ImageCache {
   }
 
   /**
-   * Stops fetches and wakes all waiters. Flights are handed over at once: released to the other
-   * replicas (Redis), or left pending in the store for the next start (filesystem).
+   * First step of a shutdown, before the server stops taking requests: wakes every waiting GET at
+   * once (answered 503 + Retry-After instead of holding the shutdown until it times out), empties
+   * the upstream queue in one pass and aborts only the fetches that are running. Flights are
+   * handed over: released to the other replicas (Redis), or left pending in the store for the
+   * next start (filesystem).
    */
-  async close(): Promise<void> {
+  beginClose(): void {
+    if (this.#closing) return;
     this.#closing = true;
+    const started = performance.now();
     for (const t of this.#timers) clearInterval(t);
-    for (const f of this.#flights.values()) f.controller.abort(new Error('shutting down'));
+    const waiting = this.waiters.count;
+    const reason = new Error('shutting down');
+    // Queued fetches leave the queue in one pass (an abort event each would cost seconds for a
+    // queue of 100k); a coordinator that cannot do that gets every fetch aborted.
+    const rejected = this.#coordinator.rejectQueued?.(reason);
+    let aborted = 0;
+    for (const f of this.#flights.values()) {
+      if (rejected !== undefined && !f.started) continue;
+      f.controller.abort(reason);
+      aborted++;
+    }
     this.waiters.notifyAll();
+    this.#log.info(
+      {
+        fetches: (rejected ?? 0) + aborted,
+        queued: rejected ?? 0,
+        running: aborted,
+        waiters: waiting,
+        durationMs: Math.round(performance.now() - started),
+      },
+      'shutdown: fetches stopped (they resume at next start or on another replica), waiting requests answered',
+    );
+  }
+
+  /** Ends the shutdown: waits for fetches to hand their flights over and saves the snapshot. */
+  async close(): Promise<void> {
+    this.beginClose();
     await Promise.allSettled([...this.#flights.values()].map((f) => f.done));
+    await this.#coordinator.checkpoint?.();
   }
 
   #every(ms: number, fn: () => void): void {
@@ -384,7 +456,8 @@ export class ImageCache {
     this.#flights.set(lease.token, flight);
   }
 
-  async #runFlight({ lease, controller }: RunningFlight): Promise<void> {
+  async #runFlight(flight: RunningFlight): Promise<void> {
+    const { lease, controller } = flight;
     const { signal } = controller;
     let slot: Slot | undefined;
     let leaseLost = false;
@@ -409,11 +482,21 @@ export class ImageCache {
     let outcome: Outcome;
     let result: SettleResult;
     try {
+      let fetched: Outcome | typeof DROPPED;
       try {
-        outcome = await this.#fetch(lease, signal, (s) => (slot = s));
+        fetched = await this.#fetch(lease, signal, (s) => {
+          slot = s;
+          flight.started = true;
+        });
       } finally {
         await slot?.release().catch(() => {});
       }
+      if (fetched === DROPPED) {
+        this.#metrics.upstreamFetches.inc({ outcome: 'dropped' });
+        this.#log.info({ hash: lease.hash }, 'queued fetch dropped: all its ids expired');
+        return;
+      }
+      outcome = fetched;
       // Still renewing while the result is stored: a slow write must not cost the lease.
       result = await this.#settle(lease, outcome);
     } catch (err) {
@@ -421,7 +504,7 @@ export class ImageCache {
         this.#log.warn({ hash: lease.hash }, 'fetch abandoned: its lease was taken over');
         return;
       }
-      if (signal.aborted) {
+      if (signal.aborted || this.#closing) {
         // Shutting down: hand the flight over now (filesystem: it stays pending for the next start).
         await this.#coordinator.releaseLease(lease).catch(() => {});
         return;
@@ -453,11 +536,19 @@ export class ImageCache {
   }
 
   /** Calls Kentik under a slot and stores the bytes; every failure becomes an error outcome. */
-  async #fetch(lease: Lease, signal: AbortSignal, onSlot: (s: Slot) => void): Promise<Outcome> {
+  async #fetch(
+    lease: Lease,
+    signal: AbortSignal,
+    onSlot: (s: Slot) => void,
+  ): Promise<Outcome | typeof DROPPED> {
     let image;
     try {
       const slot = await this.#coordinator.acquireSlot(signal);
       onSlot(slot);
+      // Decided when the fetch leaves the queue, not when it joined: if every id it was for has
+      // expired or been evicted meanwhile, nobody can ever see the answer, so Kentik is not asked.
+      if (await this.#coordinator.dropUnwanted(lease, this.#now()).catch(() => false))
+        return DROPPED;
       image = await this.#client.fetchChart(lease.query, {
         id: lease.id,
         signal,
@@ -465,7 +556,8 @@ export class ImageCache {
         onRetryAfter: (ms) => void this.#coordinator.holdUpstream(this.#now() + ms).catch(() => {}),
       });
     } catch (err) {
-      if (signal.aborted) throw err;
+      // Shutting down (aborted, or taken out of the upstream queue): no result, no error entry.
+      if (signal.aborted || this.#closing) throw err;
       if (err instanceof AppError) return errorOutcome(err);
       this.#log.error({ err }, 'unexpected fetch failure');
       return errorOutcome(
@@ -539,6 +631,17 @@ export class ImageCache {
       }
     }
   }
+}
+
+/**
+ * The expiry of a new id, rounded up to a step of at most 1/64 of its ttl (a power of two seconds,
+ * at least 1 s). Rule 1 then answers re-POSTs of a query with a slowly growing expiry (the same ttl
+ * a moment later) with the same id, instead of a new entry every millisecond: one query has at most
+ * ~128 live ids per power-of-two band of ttl (~2,000 at MAX_TTL 30 days), however it is POSTed.
+ */
+export function roundExpiry(now: number, ttlSeconds: number): number {
+  const stepMs = 1000 * 2 ** Math.max(0, Math.floor(Math.log2(ttlSeconds / 64)));
+  return Math.ceil((now + ttlSeconds * 1000) / stepMs) * stepMs;
 }
 
 function errorOutcome(err: AppError): Outcome {

@@ -5,7 +5,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ImageEntry } from '../domain/entry.ts';
 import { bytesDigest } from '../domain/hash.ts';
 import { formatId } from '../domain/ids.ts';
-import type { Coordinator, CoordinatorEvent, Lease, Outcome } from './coordinator.ts';
+import {
+  PendingCapError,
+  type Coordinator,
+  type CoordinatorEvent,
+  type Lease,
+  type Outcome,
+} from './coordinator.ts';
 
 export const LEASE_SECONDS = 5;
 export const REUSE_WINDOW_SECONDS = 60;
@@ -84,6 +90,41 @@ export function coordinatorContract(name: string, harness: CoordinatorHarness): 
 
       const shorter = await c.decide({ hash, query: { q: hash }, expiresAt: now + 90_000, now });
       expect(shorter).toEqual({ result: 'hit', id: longer.id });
+    });
+
+    it('with maxPending, refuses only a new flight, once that many flights exist', async () => {
+      const now = Date.now();
+      const a = hashOf('cap-a');
+      const { lease } = await miss(c, a, 60_000, now);
+      const cap = { maxPending: 1 };
+      const other = { hash: hashOf('cap-b'), query: {}, expiresAt: now + 60_000, now, ...cap };
+      const refused = await c.decide(other).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(refused).toBeInstanceOf(PendingCapError);
+      expect((refused as PendingCapError).pending).toBe(1);
+      // Joining the flight in progress, or a hit, is no new upstream work.
+      const q = { q: a };
+      const shared = await c.decide({ hash: a, query: q, expiresAt: now + 120_000, now, ...cap });
+      expect(shared.result).toBe('shared');
+      const hit = await c.decide({ hash: a, query: q, expiresAt: now + 30_000, now, ...cap });
+      expect(hit.result).toBe('hit');
+      await c.settle(lease, errorOutcome, now);
+      expect((await c.decide(other)).result).toBe('miss');
+    });
+
+    it('dropUnwanted ends a flight only once none of its ids is live', async () => {
+      const now = Date.now();
+      const h = hashOf('unwanted');
+      const { lease } = await miss(c, h, 60_000, now);
+      expect(await c.dropUnwanted(lease, now)).toBe(false);
+      // Past every id's expiry: nobody could see the answer.
+      expect(await c.dropUnwanted(lease, now + 61_000)).toBe(true);
+      expect(await c.renewLease(lease, now)).toBe(false);
+      expect(await c.settle(lease, errorOutcome, now)).toEqual({ accepted: false });
+      // The next POST of the query starts a new flight.
+      await miss(c, h, 120_000, now);
     });
 
     it('never hands out the same id twice for one query and millisecond', async () => {

@@ -19,7 +19,8 @@ export interface Coordinator {
   /**
    * Rules 1–3 for one POST, atomically: a hit on a live entry that lives long enough, a new id
    * sharing a flight or a recent image, or a new id with a new flight whose lease the caller now
-   * holds. The new entry is stored before the id is returned.
+   * holds. The new entry is stored (durably: a failed save throws and withdraws the id) before the
+   * id is returned. With `maxPending`, rule 3 throws PendingCapError instead when that many flights exist.
    */
   decide(input: DecideInput): Promise<Decision>;
   getEntry(id: string): Promise<Entry | undefined>;
@@ -35,6 +36,12 @@ export interface Coordinator {
   /** Gives a flight up at once (shutdown), so another process takes it over without waiting. */
   releaseLease(lease: Lease): Promise<void>;
   /**
+   * Called once a flight holds its upstream slot: if no live pending id waits on it any more (all
+   * expired or evicted while it queued), the flight ends without a result and true is returned,
+   * so Kentik is not asked for an answer nobody can see.
+   */
+  dropUnwanted(lease: Lease, now: number): Promise<boolean>;
+  /**
    * Writes the outcome to every id waiting on the flight, if `lease` still holds it; a late
    * result of a lease that was taken over is rejected and changes nothing.
    */
@@ -48,6 +55,13 @@ export interface Coordinator {
 
   /** One of KENTIK_API_CONCURRENCY upstream slots (across every process sharing the index). */
   acquireSlot(signal?: AbortSignal): Promise<Slot>;
+  /**
+   * Optional (shutdown): fails every acquireSlot() still queued in this process at once, in one
+   * pass, and says how many. Without it the orchestrator aborts each queued fetch's signal.
+   */
+  rejectQueued?(reason: unknown): number;
+  /** Optional (shutdown): saves whatever makes the next start fast (the index snapshot). */
+  checkpoint?(): Promise<void>;
   /** A Retry-After seen by anyone holds back every upstream call until `untilMs`. */
   holdUpstream(untilMs: number): Promise<void>;
   upstreamHeldUntil(): Promise<number>;
@@ -76,6 +90,8 @@ export interface DecideInput {
   query: unknown;
   expiresAt: number;
   now: number;
+  /** MAX_PENDING: flights (queued or running) beyond which a new flight is refused (PendingCapError). */
+  maxPending?: number;
 }
 
 export interface Lease {
@@ -90,6 +106,13 @@ export type Decision =
   | { result: 'hit'; id: string }
   | { result: 'shared'; id: string; entry: Entry }
   | { result: 'miss'; id: string; entry: PendingEntry; lease: Lease };
+
+/** decide(): rule 3 applied but `maxPending` flights already exist (`pending` of them); nothing stored. */
+export class PendingCapError extends Error {
+  constructor(readonly pending: number) {
+    super(`${pending} flights are already pending (MAX_PENDING)`);
+  }
+}
 
 export type Outcome =
   | { kind: 'image'; digest: string; mime: ImageMime; size: number; fetchedAt: number }

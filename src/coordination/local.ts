@@ -5,9 +5,11 @@ import { Limiter } from './limiter.ts';
 import type { Entry, ImageEntry, PendingEntry } from '../domain/entry.ts';
 import { formatId } from '../domain/ids.ts';
 import { summarizeQuery } from '../domain/query-summary.ts';
+import { AppError, StorageError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { StoreWriteError, type Store } from '../store/store.ts';
 import {
+  PendingCapError,
   matchesKind,
   PAGE_MAX_LIMIT,
   type Coordinator,
@@ -110,6 +112,8 @@ export class LocalCoordinator implements Coordinator {
   readonly #leaseMs: number;
   readonly #cacheMaxBytes: number | undefined;
   #holdUntil = 0;
+  /** Flights (queued, running or orphaned) in #groups, for MAX_PENDING. */
+  #flightCount = 0;
   /** Live entries by kind, counted as they are indexed and removed. */
   readonly #tally = { pending: 0, image: 0, error: 0 };
   /** No indexed entry expires before this (a lower bound). */
@@ -151,7 +155,10 @@ export class LocalCoordinator implements Coordinator {
       if (entry.kind === 'pending') {
         // A flight nobody holds: its lease ran out when the previous process stopped.
         const group = this.#groups.get(entry.hash)!;
-        group.flight ??= { token: '', leaseUntil: 0, query: entry.query, ids: new Set() };
+        if (!group.flight) {
+          group.flight = { token: '', leaseUntil: 0, query: entry.query, ids: new Set() };
+          this.#flightCount++;
+        }
         group.flight.ids.add(entry.id);
       }
       if (entry.kind === 'image') this.#rememberImage(entry.hash, entry);
@@ -161,7 +168,9 @@ export class LocalCoordinator implements Coordinator {
     return { loaded: entries.length, expired: expired.length, quarantined: quarantined.length };
   }
 
-  async decide({ hash, query, expiresAt, now }: DecideInput): Promise<Decision> {
+  async decide(input: DecideInput): Promise<Decision> {
+    const { hash, query, now, maxPending } = input;
+    let { expiresAt } = input;
     const group = this.#groups.get(hash);
     // Rule 1: a live pending or image entry that lives at least as long as asked for. The
     // longest-lived one is enough to decide, and it is tracked, so this is O(1) however many
@@ -171,7 +180,11 @@ export class LocalCoordinator implements Coordinator {
       // A concurrent POST may have created it and still be writing it: hand the id out only once
       // it is on disk, or a crash now would lose an id the client already holds.
       const writing = this.#writes.get(best.id);
-      if (writing) await writing;
+      if (writing) {
+        await writing.catch(() => {});
+        // Its save failed and it was withdrawn: decide again (this POST then saves its own).
+        if (!this.#entries.has(best.id)) return this.decide(input);
+      }
       return { result: 'hit', id: best.id };
     }
 
@@ -186,19 +199,22 @@ export class LocalCoordinator implements Coordinator {
       const entry: PendingEntry = { ...base, kind: 'pending', query };
       group.flight.ids.add(id);
       this.#index(entry);
-      await this.#persist(entry);
+      await this.#persistNew(entry);
       return { result: 'shared', id, entry };
     }
     const last = group?.lastImage;
     if (last && now - last.fetchedAt <= this.#reuseWindowMs && this.#blobInfo.has(last.digest)) {
       const entry: ImageEntry = { ...base, kind: 'image', ...last };
       this.#index(entry);
-      await this.#persist(entry);
+      await this.#persistNew(entry);
       return { result: 'shared', id, entry };
     }
 
-    // Rule 3: a new flight. It is registered before the first await, so concurrent POSTs of the
-    // same query join it instead of starting their own.
+    // Rule 3: a new flight, unless MAX_PENDING flights already wait (then nothing is stored).
+    if (maxPending !== undefined && this.#flightCount >= maxPending)
+      throw new PendingCapError(this.#flightCount);
+    // The flight is registered before the first await, so concurrent POSTs of the same query join
+    // it instead of starting their own.
     const entry: PendingEntry = { ...base, kind: 'pending', query };
     this.#index(entry);
     const flight: Flight = {
@@ -208,7 +224,22 @@ export class LocalCoordinator implements Coordinator {
       ids: new Set([id]),
     };
     this.#groups.get(hash)!.flight = flight;
-    await this.#persist(entry);
+    this.#flightCount++;
+    try {
+      await this.#persistNew(entry);
+    } catch (err) {
+      // Withdrawn. POSTs that joined meanwhile keep the flight: nobody holds it now, so it is
+      // handed to claimOrphans at once; with nobody waiting it simply ends.
+      const group = this.#groups.get(hash);
+      if (group?.flight === flight) {
+        if (flight.ids.size === 0) this.#endFlight(hash);
+        else {
+          flight.leaseUntil = 0;
+          this.#emit({ type: 'orphaned', hash });
+        }
+      }
+      throw err;
+    }
     return { result: 'miss', id, entry, lease: { hash, token: flight.token, query, id } };
   }
 
@@ -218,7 +249,7 @@ export class LocalCoordinator implements Coordinator {
     if (!writing) return entry;
     // A fetch just finished and its result is still being written: serve only what a restart
     // would serve too.
-    await writing;
+    await writing.catch(() => {});
     return this.#entries.get(id);
   }
 
@@ -239,7 +270,7 @@ export class LocalCoordinator implements Coordinator {
       const flight = group.flight;
       if (!flight || flight.leaseUntil > now) continue;
       if (flight.ids.size === 0) {
-        delete group.flight;
+        this.#endFlight(hash);
         continue;
       }
       flight.token = newToken();
@@ -247,6 +278,28 @@ export class LocalCoordinator implements Coordinator {
       out.push({ hash, token: flight.token, query: flight.query, id: [...flight.ids][0]! });
     }
     return out;
+  }
+
+  async dropUnwanted(lease: Lease, now: number): Promise<boolean> {
+    const flight = this.#groups.get(lease.hash)?.flight;
+    if (flight?.token !== lease.token) return false;
+    for (const id of flight.ids) {
+      const e = this.#entries.get(id);
+      if (e?.kind === 'pending' && e.expiresAt > now) return false;
+    }
+    this.#endFlight(lease.hash);
+    return true;
+  }
+
+  #endFlight(hash: string): void {
+    const group = this.#groups.get(hash);
+    if (!group?.flight) return;
+    delete group.flight;
+    this.#flightCount--;
+  }
+
+  rejectQueued(reason: unknown): number {
+    return this.#limiter.rejectAll(reason);
   }
 
   async releaseLease(lease: Lease): Promise<void> {
@@ -262,7 +315,7 @@ export class LocalCoordinator implements Coordinator {
       if (outcome.kind === 'image') this.#reserved.delete(outcome.digest);
       return { accepted: false };
     }
-    delete group.flight;
+    this.#endFlight(hash);
     const done: Entry[] = [];
     for (const id of flight.ids) {
       const pending = this.#entries.get(id);
@@ -292,7 +345,8 @@ export class LocalCoordinator implements Coordinator {
     }
     void now;
     // Persist before anyone is woken: an id is never served something a restart would not repeat.
-    await forEachLimited(done, WRITE_CONCURRENCY, (e) => this.#persist(e));
+    // A result that cannot be saved still works from memory (logged and counted in #write).
+    await forEachLimited(done, WRITE_CONCURRENCY, (e) => this.#persist(e).catch(() => {}));
     const ids = done.map((e) => e.id);
     this.#emit({ type: 'settled', hash, ids });
     return { accepted: true, ids };
@@ -634,18 +688,49 @@ export class LocalCoordinator implements Coordinator {
   }
 
   /**
-   * Persists an entry. A failed write (full disk) is logged and counted but does not fail the
-   * caller: the entry still works from memory, it just would not survive a restart.
+   * Persists the entry of a new id before the id is handed out. If it cannot be saved the id is
+   * withdrawn and the POST fails (507 disk full, else 503 naming the cause): an id that a restart
+   * would forget must never reach a client.
+   */
+  async #persistNew(entry: Entry): Promise<void> {
+    try {
+      await this.#persist(entry);
+    } catch (err) {
+      if (this.#entries.get(entry.id) === entry) this.#unindex(entry.id);
+      const code = err instanceof StoreWriteError ? err.code : undefined;
+      if (code === 'ENOSPC')
+        throw new StorageError(
+          'The request could not be saved: the cache disk is full (ENOSPC). Free space or lower CACHE_MAX_BYTES, then POST again.',
+          { cause: err },
+        );
+      throw new AppError(
+        503,
+        'Storage unavailable',
+        `The request could not be saved (${code ?? (err as Error).message}), so no id was issued. Check that CACHE_PATH and its folders are writable (GET /readyz says what is wrong), then POST again.`,
+        ['storage'],
+        { cause: err, headers: { 'retry-after': '10' } },
+      );
+    }
+  }
+
+  /**
+   * Persists an entry; rejects if it could not be written (logged and counted in #write). The
+   * results of a fetch that cannot be saved still work from memory; they would not survive a restart.
    */
   #persist(entry: Entry): Promise<void> {
     // Writes of one id are chained, so a slow "pending" write can never land after (and undo)
     // the "image" write of a fetch that finished meanwhile.
     const previous = this.#writes.get(entry.id) ?? Promise.resolve();
-    const write = previous.then(() => this.#write(entry));
+    const write = previous.then(
+      () => this.#write(entry),
+      () => this.#write(entry),
+    );
     this.#writes.set(entry.id, write);
-    void write.finally(() => {
-      if (this.#writes.get(entry.id) === write) this.#writes.delete(entry.id);
-    });
+    void write
+      .catch(() => {})
+      .finally(() => {
+        if (this.#writes.get(entry.id) === write) this.#writes.delete(entry.id);
+      });
     return write;
   }
 
@@ -656,6 +741,7 @@ export class LocalCoordinator implements Coordinator {
       const code = err instanceof StoreWriteError ? err.code : undefined;
       this.#metrics.storeErrors.inc({ code: code ?? 'unknown' });
       this.#log.error({ id: entry.id, err: (err as Error).message }, 'could not persist entry');
+      throw err;
     }
   }
 

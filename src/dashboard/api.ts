@@ -134,6 +134,13 @@ export const dashboardApi: FastifyPluginAsyncTypebox<DashboardApiOptions> = asyn
 ) => {
   const describe = (entries: Entry[]) => describeEntries(cache, activity, entries);
 
+  // The dashboard's data lists every live id (each one a capability URL to an image), so every
+  // route here asks for an API key when API_KEYS is set, like /info. The page itself stays open
+  // and sends the key the user typed in (see assets/dashboard/app.js).
+  app.addHook('onRoute', (route) => {
+    route.config = { ...route.config, access: 'api-key' } as typeof route.config;
+  });
+
   async function status() {
     const c = await read.counts(cache);
     const requests = { hit: 0, shared: 0, miss: 0 };

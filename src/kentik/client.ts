@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import { Agent, errors as undiciErrors, request } from 'undici';
-import type { Config } from '../config.ts';
+import { redactUrlCredentials, type Config } from '../config.ts';
 import type { AppError } from '../errors.ts';
 import { KentikApiError, KentikBadResponseError, KentikUnavailableError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
@@ -12,9 +12,12 @@ import { parseRetryAfter } from './retry-after.ts';
 const RETRY_STATUSES = new Set([429, 502, 503, 504]);
 /** A Retry-After longer than this is not waited for: the fetch fails and the client may try later. */
 const MAX_RETRY_AFTER_MS = 120_000;
-/** No chart is this big; a larger answer is a broken upstream, not something to buffer. */
-const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const MAX_MESSAGE_CHARS = 500;
+/** Bytes of JSON around the base64 of an image in Kentik's answer that we allow for. */
+const ENVELOPE_BYTES = 64 * 1024;
+
+/** The answer is larger than KENTIK_MAX_IMAGE_BYTES allows: final, never retried. */
+class TooLargeError extends Error {}
 
 export interface KentikClient {
   /** Fetches one chart, with retries; throws an AppError subclass describing the final failure. */
@@ -35,7 +38,7 @@ export interface KentikClientDeps {
   config: Pick<
     Config,
     'kentikApiUrl' | 'ktAuthEmail' | 'ktAuthToken' | 'kentikApiRetries' | 'kentikApiTimeoutMs'
-  > & { kentikApiBackoffMs?: number };
+  > & { kentikApiBackoffMs?: number; kentikMaxImageBytes?: number };
   log: FastifyBaseLogger;
   metrics: Metrics;
   /** Random source for jitter; injectable for tests. */
@@ -62,11 +65,34 @@ export function createKentikClient({
     keepAliveTimeout: 30_000,
   });
   const token = config.ktAuthToken;
+  const maxImageBytes = config.kentikMaxImageBytes ?? 16 * 1024 * 1024;
+  // The image arrives base64-encoded (4/3 of its size) inside a small JSON object.
+  const maxAnswerBytes = Math.ceil(maxImageBytes / 3) * 4 + ENVELOPE_BYTES;
+  /** Anything we pass on or log: the token and any URL credentials removed *before* it is cut. */
+  const clean = (text: string): string => redactUrlCredentials(token.scrub(text));
 
   async function attempt(body: Buffer, signal: AbortSignal | undefined): Promise<Attempt> {
-    const attemptSignal = signal
-      ? AbortSignal.any([signal, AbortSignal.timeout(timeout)])
-      : AbortSignal.timeout(timeout);
+    // One plain timer and controller per attempt, covering connect, headers and the whole body. Not
+    // AbortSignal.any: on Node 20 its timeout can fail to fire (nodejs/node#57736), and a body
+    // trickled a byte at a time never trips undici's bodyTimeout (it measures gaps, not the total).
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Error('attempt timed out')), timeout);
+    const onAbort = (): void => controller.abort(signal?.reason);
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await attemptWith(body, signal, controller.signal);
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async function attemptWith(
+    body: Buffer,
+    signal: AbortSignal | undefined,
+    attemptSignal: AbortSignal,
+  ): Promise<Attempt> {
     let status: number;
     let text: string;
     let retryAfterHeader: string | undefined;
@@ -86,15 +112,32 @@ export function createKentikClient({
       status = res.statusCode;
       const ra = res.headers['retry-after'];
       retryAfterHeader = Array.isArray(ra) ? ra[0] : ra;
-      text = await readLimited(res.body);
+      const length = Number(res.headers['content-length']);
+      if (Number.isFinite(length) && length > maxAnswerBytes) {
+        res.body.destroy();
+        throw new TooLargeError();
+      }
+      text = await readLimited(res.body, maxAnswerBytes);
     } catch (err) {
       if (signal?.aborted) throw err; // shutting down: not an upstream failure
+      if (err instanceof TooLargeError) {
+        return {
+          ok: false,
+          retryable: false,
+          outcome: 'too_large',
+          error: new KentikBadResponseError(
+            `Kentik API sent an answer larger than ${maxAnswerBytes} bytes, more than an image of KENTIK_MAX_IMAGE_BYTES (${maxImageBytes} bytes) takes; it was cut off and not stored. Ask for a smaller chart or raise KENTIK_MAX_IMAGE_BYTES.`,
+          ),
+        };
+      }
       const timedOut =
         attemptSignal.aborted ||
         err instanceof undiciErrors.HeadersTimeoutError ||
         err instanceof undiciErrors.BodyTimeoutError ||
         err instanceof undiciErrors.ConnectTimeoutError;
-      const detail = timedOut ? `no answer within ${timeout / 1000} s` : describeNetworkError(err);
+      const detail = timedOut
+        ? `no answer within ${timeout / 1000} s`
+        : clean(describeNetworkError(err));
       return {
         ok: false,
         retryable: true,
@@ -115,10 +158,28 @@ export function createKentikClient({
       }
       const decoded = decodeDataUri((parsed as { dataUri?: unknown } | null)?.dataUri);
       if (typeof decoded === 'string') return badResponse(decoded);
+      if (decoded.bytes.length > maxImageBytes) {
+        return badResponse(
+          `its image has ${decoded.bytes.length} bytes, more than KENTIK_MAX_IMAGE_BYTES (${maxImageBytes})`,
+        );
+      }
       return { ok: true, image: decoded };
     }
 
-    const message = token.scrub(upstreamMessage(text, status));
+    if (status < 400 || status > 599) {
+      // 204, a redirect, 600, 999…: not an image and not an error Kentik documents. Passing such a
+      // status on would confuse clients (a 204 with a JSON body, a 302 without Location).
+      return {
+        ok: false,
+        retryable: false,
+        outcome: 'unexpected_status',
+        error: new KentikBadResponseError(
+          `Kentik API gave an unexpected answer: HTTP ${status} (expected 200 with an image, or an error status); no image was stored. This is an upstream or proxy fault; check KENTIK_API_URL, then POST the query again.`,
+        ),
+      };
+    }
+
+    const message = upstreamMessage(clean(text), status);
     return {
       ok: false,
       retryable: RETRY_STATUSES.has(status),
@@ -211,13 +272,18 @@ export function createKentikClient({
   };
 }
 
-async function readLimited(body: AsyncIterable<Buffer>): Promise<string> {
+async function readLimited(
+  body: AsyncIterable<Buffer> & { destroy(): unknown },
+  max: number,
+): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
     size += chunk.length;
-    if (size > MAX_RESPONSE_BYTES)
-      throw new Error(`answer larger than ${MAX_RESPONSE_BYTES} bytes`);
+    if (size > max) {
+      body.destroy();
+      throw new TooLargeError();
+    }
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');

@@ -25,8 +25,11 @@ const SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
 const DEFAULT_REFRESH = 300;
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
-/** A Kentik query is a few KB; a chart's query is kept for as long as the chart exists. */
-const MAX_QUERY_BYTES = 64 * 1024;
+/**
+ * Room around the query in a PUT body (`refresh`, whitespace): the body may be this much larger
+ * than MAX_QUERY_BYTES, so an oversized query gets the 400 naming api_query, not a bare 413.
+ */
+const BODY_ENVELOPE_BYTES = 16 * 1024;
 const MAX_QUERY_DEPTH = 64;
 
 const NameParam = Type.Object({
@@ -382,6 +385,7 @@ export const chartWriteRoutes: FastifyPluginAsyncTypebox<ChartRouteOptions> = as
     '/charts/:name',
     {
       attachValidation: true,
+      bodyLimit: config.maxQueryBytes + BODY_ENVELOPE_BYTES,
       schema: {
         summary: 'Define or replace a named chart',
         description:
@@ -414,7 +418,7 @@ export const chartWriteRoutes: FastifyPluginAsyncTypebox<ChartRouteOptions> = as
           201: ChartView,
           400: errorResponse('The name, api_query or refresh is invalid'),
           409: errorResponse('CHART_MAX_COUNT charts are defined already'),
-          413: errorResponse('The body is larger than 1 MiB'),
+          413: errorResponse('The body is larger than MAX_QUERY_BYTES + 16 KiB'),
           415: errorResponse('The Content-Type is not application/json'),
           507: errorResponse('The chart could not be stored'),
         },
@@ -426,6 +430,7 @@ export const chartWriteRoutes: FastifyPluginAsyncTypebox<ChartRouteOptions> = as
         minRefresh,
         maxTtl: config.maxTtl,
         defaultRefresh,
+        maxQueryBytes: config.maxQueryBytes,
       });
       const { created, chart } = await charts.define(name, query, refresh);
       request.log.info({ chart: name, refresh, created }, 'chart defined');
@@ -464,7 +469,7 @@ export const chartWriteRoutes: FastifyPluginAsyncTypebox<ChartRouteOptions> = as
 /** Checks a PUT body by hand, so every mistake gets a message that says how to fix it. */
 export function validateChartBody(
   body: unknown,
-  limits: { minRefresh: number; maxTtl: number; defaultRefresh: number },
+  limits: { minRefresh: number; maxTtl: number; defaultRefresh: number; maxQueryBytes: number },
 ): { query: Record<string, unknown>; refresh: number } {
   const fail = (loc: string[], msg: string): never => {
     throw new AppError(400, 'Validation error', msg, ['body', ...loc]);
@@ -491,10 +496,11 @@ export function validateChartBody(
       ['api_query'],
       `api_query is nested deeper than ${MAX_QUERY_DEPTH} levels; a Kentik query is a shallow JSON object.`,
     );
-  if (Buffer.byteLength(JSON.stringify(query)) > MAX_QUERY_BYTES)
+  // The same cap as POST /requests (a chart's query is kept for as long as the chart exists).
+  if (Buffer.byteLength(JSON.stringify(query)) > limits.maxQueryBytes)
     fail(
       ['api_query'],
-      `api_query is larger than ${MAX_QUERY_BYTES / 1024} KiB; a Kentik query is a few KB.`,
+      `api_query is larger than ${Math.round(limits.maxQueryBytes / 1024)} KiB (MAX_QUERY_BYTES); a Kentik query is a few KB.`,
     );
   try {
     queryHash(query);

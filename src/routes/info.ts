@@ -18,6 +18,7 @@ export const infoRoutes: FastifyPluginAsyncTypebox<{
   app.get(
     '/info',
     {
+      config: { access: 'api-key' },
       schema: {
         summary: 'What the cache holds',
         description:

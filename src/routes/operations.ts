@@ -28,7 +28,8 @@ export const operationRoutes: FastifyPluginAsyncTypebox<{
     '/readyz',
     {
       schema: {
-        summary: 'Readiness: the cache is loaded and its storage takes writes',
+        summary:
+          'Readiness: the cache is loaded and every storage folder takes writes (missing folders are recreated)',
         tags: ['operations'],
         response: {
           200: Type.Object({ status: Type.Literal('ready'), entries: Type.Integer() }),
@@ -51,7 +52,7 @@ export const operationRoutes: FastifyPluginAsyncTypebox<{
           'Not ready',
           cache.backend === 'redis'
             ? `Redis cannot be reached: ${(err as Error).message}. Check REDIS_URL and that Redis is up.`
-            : `The cache storage cannot be written: ${(err as Error).message}. Free disk space or fix permissions of CACHE_PATH.`,
+            : `The cache storage cannot be written: ${(err as Error).message}. Free disk space or fix the permissions and layout of CACHE_PATH (it must hold the folders entries/, blobs/ and quarantine/).`,
           ['storage'],
           { headers: { 'retry-after': '2' } },
         );
@@ -65,7 +66,14 @@ export const operationRoutes: FastifyPluginAsyncTypebox<{
 
   app.get(
     '/metrics',
-    { schema: { summary: 'Prometheus metrics', tags: ['operations'], produces: ['text/plain'] } },
+    {
+      config: { access: 'metrics' },
+      schema: {
+        summary: 'Prometheus metrics (needs METRICS_KEY as a Bearer token when it is set)',
+        tags: ['operations'],
+        produces: ['text/plain'],
+      },
+    },
     async (_request, reply) => {
       // Cluster-wide in Redis mode; a scrape while Redis is down keeps the last values.
       const counts = await cache.counts().catch(() => undefined);

@@ -33,6 +33,8 @@ export const requestRoutes: FastifyPluginAsyncTypebox<{
   app.post(
     '/requests',
     {
+      // API key when API_KEYS is set; per-client rate limit (src/http/limits.ts).
+      config: { access: 'api-key', rateLimit: {} },
       schema: {
         summary: 'Request a chart image',
         description:
@@ -87,8 +89,18 @@ export const requestRoutes: FastifyPluginAsyncTypebox<{
             }),
           }),
           400: errorResponse('The body is not JSON, or api_query / ttl are missing or invalid'),
-          413: errorResponse('The body is larger than 1 MiB'),
+          401: errorResponse('API_KEYS is set and no valid key was sent'),
+          413: errorResponse(
+            `The body is larger than ${config.maxQueryBytes} bytes (MAX_QUERY_BYTES)`,
+          ),
           415: errorResponse('The Content-Type is not application/json'),
+          429: errorResponse(
+            'This client sent more than RATE_LIMIT_MAX requests in RATE_LIMIT_WINDOW',
+          ),
+          503: errorResponse(
+            'Too many fetches are waiting for Kentik (MAX_PENDING), or the entry could not be saved; retry after Retry-After',
+          ),
+          507: errorResponse('The entry could not be saved: the cache disk is full'),
         },
       },
     },

@@ -5,7 +5,14 @@ import path from 'node:path';
 import type { Entry } from '../domain/entry.ts';
 import { decodeEntry, encodeEntry, ENTRY_FORMAT_VERSION } from '../domain/entry-codec.ts';
 import { ID_PATTERN } from '../domain/ids.ts';
-import { StoreWriteError, type LoadResult, type Quarantined, type Store } from './store.ts';
+import { acquireDirectoryLock, type DirectoryLock } from './lock.ts';
+import {
+  StoreReadError,
+  StoreWriteError,
+  type LoadResult,
+  type Quarantined,
+  type Store,
+} from './store.ts';
 
 const TEMP_PREFIX = '.tmp-';
 const ENTRY_SUFFIX = '.json';
@@ -33,6 +40,7 @@ export class FsStore implements Store {
   readonly #quarantine: string;
   /** Temp files being written right now: sweepTemporary must not delete these. */
   readonly #activeTemps = new Set<string>();
+  #lock: DirectoryLock | undefined;
 
   constructor(readonly root: string) {
     this.#entries = path.join(root, 'entries');
@@ -40,7 +48,13 @@ export class FsStore implements Store {
     this.#quarantine = path.join(root, 'quarantine');
   }
 
+  /**
+   * Creates the folders and takes the directory lock: a second process on the same CACHE_PATH would
+   * delete this one's files as orphans, so it refuses to start instead (CachePathLockedError).
+   */
   async open(): Promise<void> {
+    await fs.mkdir(this.root, { recursive: true });
+    this.#lock ??= await acquireDirectoryLock(this.root);
     for (const dir of [this.#entries, this.#blobs, this.#quarantine])
       await fs.mkdir(dir, { recursive: true });
   }
@@ -158,6 +172,7 @@ export class FsStore implements Store {
       await handle.close();
       handle = undefined;
       await fs.rename(temp, path.join(this.root, SNAPSHOT));
+      await fsyncDir(this.root);
     } catch (err) {
       await handle?.close().catch(() => {});
       await fs.rm(temp, { force: true }).catch(() => {});
@@ -189,12 +204,24 @@ export class FsStore implements Store {
   }
 
   async getEntry(id: string): Promise<Entry | undefined> {
+    const file = this.#entryPath(id);
+    let text: string;
     try {
-      return decodeEntry(await fs.readFile(this.#entryPath(id), 'utf8'));
+      text = await fs.readFile(file, 'utf8');
     } catch (err) {
       if (isMissing(err)) return undefined;
-      throw err;
+      throw this.#readError(file, err);
     }
+    return decodeEntry(text);
+  }
+
+  #readError(file: string, err: unknown): StoreReadError {
+    const code = (err as NodeJS.ErrnoException).code;
+    return new StoreReadError(
+      `Cannot read ${path.relative(this.root, file)} (${code ?? (err as Error).message})`,
+      code,
+      { cause: err },
+    );
   }
 
   putEntry(entry: Entry): Promise<void> {
@@ -206,11 +233,12 @@ export class FsStore implements Store {
   }
 
   async getBlob(digest: string): Promise<Buffer | undefined> {
+    const file = this.#blobPath(digest);
     try {
-      return await fs.readFile(this.#blobPath(digest));
+      return await fs.readFile(file);
     } catch (err) {
       if (isMissing(err)) return undefined;
-      throw err;
+      throw this.#readError(file, err);
     }
   }
 
@@ -252,12 +280,30 @@ export class FsStore implements Store {
     return removed;
   }
 
+  /**
+   * Every folder the service writes must exist and take a write: a CACHE_PATH deleted and recreated
+   * empty under a running service gets its folders back here instead of failing every save.
+   */
   async checkWritable(): Promise<void> {
-    await this.#writeAtomic(this.root, path.join(this.root, '.write-check'), String(Date.now()));
+    for (const dir of [this.root, this.#entries, this.#blobs, this.#quarantine]) {
+      try {
+        await fs.mkdir(dir, { recursive: true });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new StoreWriteError(
+          `cannot create ${path.relative(this.root, dir) || 'CACHE_PATH'}/ (${code ?? (err as Error).message})`,
+          code,
+          { cause: err },
+        );
+      }
+      await this.#writeAtomic(dir, path.join(dir, `${TEMP_PREFIX}write-check`), String(Date.now()));
+      await fs.rm(path.join(dir, `${TEMP_PREFIX}write-check`), { force: true });
+    }
   }
 
   async close(): Promise<void> {
-    // Nothing held open between calls.
+    this.#lock?.release();
+    this.#lock = undefined;
   }
 
   async #writeAtomic(dir: string, target: string, data: string | Uint8Array): Promise<void> {
@@ -271,6 +317,9 @@ export class FsStore implements Store {
       await handle.close();
       handle = undefined;
       await fs.rename(temp, target);
+      // The rename is durable only once the directory is: without this, a power loss could forget
+      // an entry whose id was already handed out.
+      await fsyncDir(dir);
     } catch (err) {
       await handle?.close().catch(() => {});
       await fs.rm(temp, { force: true }).catch(() => {});
@@ -285,6 +334,15 @@ export class FsStore implements Store {
     } finally {
       this.#activeTemps.delete(temp);
     }
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 

@@ -59,3 +59,18 @@ export class StoreWriteError extends Error {
     this.name = 'StoreWriteError';
   }
 }
+
+/**
+ * Thrown by a store read when stored data exists but cannot be read (EACCES, ENOTDIR, EIO…), as
+ * opposed to data that is simply not there. Answered 503 naming the cause, never a generic 500.
+ */
+export class StoreReadError extends Error {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'StoreReadError';
+  }
+}

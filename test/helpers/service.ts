@@ -91,6 +91,11 @@ export async function startService(
     KT_AUTH_EMAIL: 'test@example.com',
     KT_AUTH_TOKEN: TEST_TOKEN,
     LOG_LEVEL: 'debug',
+    // Tests POST hundreds of queries a second from one address; the tests of the rate limit
+    // itself set it.
+    RATE_LIMIT_MAX: '0',
+    // Likewise hundreds of sockets at once from 127.0.0.1 (slow-clients.test.ts tests the cap).
+    MAX_CONNECTIONS_PER_ADDRESS: '0',
     ...env,
   };
   const args = [

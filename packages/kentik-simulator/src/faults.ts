@@ -38,7 +38,11 @@ export type ScriptedOutcome =
   | { kind: 'malformed-json' }
   | { kind: 'malformed-data-uri' }
   | { kind: 'ok' }
-  | { kind: 'svg-raw'; svg: string };
+  | { kind: 'svg-raw'; svg: string }
+  /** 200, then the body a few bytes at a time, never finished (a stuck proxy, a slowloris upstream). */
+  | { kind: 'drip'; bytesPerSecond: number }
+  /** 200 with a valid-looking PNG dataUri of `bytes` image bytes, streamed without Content-Length. */
+  | { kind: 'oversize'; bytes: number };
 
 export const DEFAULT_FAULTS: Readonly<FaultConfig> = Object.freeze({
   latencyMs: 0,
@@ -67,6 +71,8 @@ export type Decision =
   | { kind: 'malformed-json'; variant: number }
   | { kind: 'malformed-data-uri'; variant: number }
   | { kind: 'svg-raw'; svg: string }
+  | { kind: 'drip'; bytesPerSecond: number }
+  | { kind: 'oversize'; bytes: number }
   /** Validate and render normally. */
   | { kind: 'ok' };
 
@@ -177,9 +183,9 @@ export function checkScript(input: unknown): Result<ScriptedOutcome[]> {
           typeof status !== 'number' ||
           !Number.isInteger(status) ||
           status < 200 ||
-          status > 599
+          status > 999
         ) {
-          return bad('status must be an integer HTTP status from 200 to 599');
+          return bad('status must be an integer HTTP status from 200 to 999');
         }
         if (
           retryAfter !== undefined &&
@@ -201,6 +207,20 @@ export function checkScript(input: unknown): Result<ScriptedOutcome[]> {
         if (typeof o.svg !== 'string') return bad('svg must be a string');
         out.push({ kind: 'svg-raw', svg: o.svg });
         break;
+      case 'drip': {
+        const rate = o.bytesPerSecond ?? 10;
+        if (typeof rate !== 'number' || !(rate > 0 && rate <= 1_000_000))
+          return bad('bytesPerSecond must be a number from 1 to 1000000');
+        out.push({ kind: 'drip', bytesPerSecond: rate });
+        break;
+      }
+      case 'oversize': {
+        const { bytes } = o;
+        if (typeof bytes !== 'number' || !Number.isInteger(bytes) || bytes < 1 || bytes > 2 ** 30)
+          return bad('bytes must be an integer from 1 to 2^30');
+        out.push({ kind: 'oversize', bytes });
+        break;
+      }
       case 'hang':
       case 'reset':
       case 'malformed-json':
@@ -210,7 +230,7 @@ export function checkScript(input: unknown): Result<ScriptedOutcome[]> {
         break;
       default:
         return bad(
-          'kind must be one of status, hang, reset, malformed-json, malformed-data-uri, ok, svg-raw',
+          'kind must be one of status, hang, reset, malformed-json, malformed-data-uri, ok, svg-raw, drip, oversize',
         );
     }
   }

@@ -229,8 +229,63 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     return reply;
   }
 
+  /** 200 and a JSON prefix, then one byte every 1/bytesPerSecond s until the client gives up. */
+  function drip(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    bytesPerSecond: number,
+  ): FastifyReply {
+    stats.answer('drip');
+    reply.hijack();
+    const socket = request.raw.socket;
+    hung.add(socket);
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': JSON_TYPE });
+    res.write('{"dataUri":"data:image/png;base64,');
+    const timer = setInterval(() => res.write('A'), Math.max(1, 1000 / bytesPerSecond));
+    socket.once('close', () => {
+      clearInterval(timer);
+      hung.delete(socket);
+    });
+    return reply;
+  }
+
+  /** A PNG-looking dataUri of `bytes` image bytes, streamed in chunks with no Content-Length. */
+  function oversize(reply: FastifyReply, bytes: number): FastifyReply {
+    stats.answer('oversize');
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': JSON_TYPE });
+    res.write('{"dataUri":"data:image/png;base64,');
+    const chunk = Buffer.alloc(48 * 1024, 0x41); // 48 KiB of "A": 36 KiB of image each
+    const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]).toString('base64');
+    res.write(png);
+    let left = Math.ceil(((bytes - 8) * 4) / 3 / 4) * 4;
+    const pump = (): void => {
+      while (left > 0 && !res.destroyed) {
+        const n = Math.min(left, chunk.length);
+        left -= n;
+        if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+          res.once('drain', pump);
+          return;
+        }
+      }
+      if (!res.destroyed) res.end('"}');
+    };
+    res.on('error', () => {});
+    pump();
+    return reply;
+  }
+
   function sendStatus(reply: FastifyReply, d: Extract<Decision, { kind: 'status' }>): FastifyReply {
     stats.answer(d.status);
+    if (d.status > 599) {
+      // Beyond what fastify sends: write it raw, as a broken proxy would.
+      reply.hijack();
+      reply.raw.writeHead(d.status, { 'content-type': JSON_TYPE });
+      reply.raw.end(JSON.stringify({ error: d.message ?? `HTTP ${d.status}` }));
+      return reply;
+    }
     if (d.retryAfter !== null) reply.header('retry-after', d.retryAfter);
     if ((d.status === 502 || d.status === 504) && d.message === undefined) {
       return reply.code(d.status).header('content-type', 'text/html').send(gatewayPage(d.status));
@@ -286,6 +341,10 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
           .send(malformedDataUriBody(decision.variant).body);
       case 'svg-raw':
         return sendImage(reply, hash, 'image/svg+xml', Buffer.from(decision.svg, 'utf8'));
+      case 'drip':
+        return drip(request, reply, decision.bytesPerSecond);
+      case 'oversize':
+        return oversize(reply, decision.bytes);
       case 'ok':
         break;
     }

@@ -8,6 +8,7 @@ import { summarizeQuery } from '../../domain/query-summary.ts';
 import type { Metrics } from '../../metrics.ts';
 import {
   CoordinatorUnavailableError,
+  PendingCapError,
   matchesKind,
   PAGE_MAX_LIMIT,
   type Coordinator,
@@ -127,7 +128,7 @@ export class RedisCoordinator implements Coordinator {
     return { loaded: 0, expired: 0, quarantined: 0 };
   }
 
-  async decide({ hash, query, expiresAt, now }: DecideInput): Promise<Decision> {
+  async decide({ hash, query, expiresAt, now, maxPending }: DecideInput): Promise<Decision> {
     const queryJson = JSON.stringify(query);
     const summary = summarizeQuery(query);
     for (;;) {
@@ -154,6 +155,7 @@ export class RedisCoordinator implements Coordinator {
         token,
         queryJson,
         member(now, id),
+        String(maxPending ?? 0),
       ])) as string[];
       switch (r[0]) {
         case 'taken':
@@ -165,6 +167,8 @@ export class RedisCoordinator implements Coordinator {
           return { result: 'shared', id, entry: r[2] ? decodeEntry(r[2]) : pending };
         case 'miss':
           return { result: 'miss', id, entry: pending, lease: { hash, token, query, id } };
+        case 'busy':
+          throw new PendingCapError(Number(r[1]));
         default:
           throw new Error(`unexpected answer from the decide script: ${String(r[0])}`);
       }
@@ -219,6 +223,10 @@ export class RedisCoordinator implements Coordinator {
       String(CLAIM_MAX),
     ])) as Array<[string, string, string, string]>;
     return r.map(([hash, token, query, id]) => ({ hash, token, query: JSON.parse(query), id }));
+  }
+
+  async dropUnwanted(lease: Lease, now: number): Promise<boolean> {
+    return (await this.#eval(S.DROP_UNWANTED, [lease.hash, lease.token, String(now)])) === 1;
   }
 
   async releaseLease(lease: Lease): Promise<void> {

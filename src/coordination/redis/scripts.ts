@@ -30,8 +30,10 @@ end
 
 /**
  * Rules 1–3 for one POST.
- * ARGV: prefix, hash, id, expiresAt, now, pendingJson, reuseMs, leaseMs, token, queryJson, member
- * Returns {'hit', id} | {'shared', id[, imageJson]} | {'miss', id} | {'taken'} (id exists: retry).
+ * ARGV: prefix, hash, id, expiresAt, now, pendingJson, reuseMs, leaseMs, token, queryJson, member,
+ *       maxPending (0: no cap)
+ * Returns {'hit', id} | {'shared', id[, imageJson]} | {'miss', id} | {'taken'} (id exists: retry)
+ *       | {'busy', flights} (MAX_PENDING: the cluster already has that many flights; nothing stored).
  */
 export const DECIDE = luaScript(`${COMMON}
 local hash, id = ARGV[2], ARGV[3]
@@ -77,7 +79,13 @@ if last[1] and now - tonumber(last[2]) <= reuse and redis.call('EXISTS', P .. 'b
   return {'shared', id, json}
 end
 
--- Rule 3: a new flight, whose lease the caller holds.
+-- Rule 3: a new flight, whose lease the caller holds, unless MAX_PENDING flights exist cluster-wide
+-- (ZCARD is O(1): the cap costs no extra round trip).
+local maxPending = tonumber(ARGV[12]) or 0
+if maxPending > 0 then
+  local flights = redis.call('ZCARD', P .. 'flights')
+  if flights >= maxPending then return {'busy', flights} end
+end
 redis.call('HSET', q, 'token', ARGV[9], 'leaseUntil', now + lease, 'query', ARGV[10], 'first', id)
 redis.call('ZADD', P .. 'flights', now + lease, hash)
 index('pending', ARGV[6])
@@ -125,6 +133,28 @@ if kind == 'image' then
 end
 redis.call('PUBLISH', P .. 'ev', 's|' .. hash)
 return {'accepted', done}
+`);
+
+/**
+ * ARGV: prefix, hash, token, now. If the token holds the flight and no id waiting on it is still a
+ * live pending entry (all expired or deleted while it queued), ends the flight without a result.
+ * Returns 1 if dropped, 0 otherwise.
+ */
+export const DROP_UNWANTED = luaScript(`${COMMON}
+local hash, token, now = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local q, w = P .. 'q:' .. hash, P .. 'w:' .. hash
+if redis.call('HGET', q, 'token') ~= token then return 0 end
+for _, id in ipairs(redis.call('SMEMBERS', w)) do
+  local cur = redis.call('GET', P .. 'e:' .. id)
+  if cur and string.find(cur, '"kind":"pending"', 1, true) then
+    local e = tonumber(string.match(cur, '"expiresAt":(%d+)'))
+    if e and e > now then return 0 end
+  end
+end
+redis.call('DEL', w)
+redis.call('HDEL', q, 'token', 'leaseUntil', 'query', 'first')
+redis.call('ZREM', P .. 'flights', hash)
+return 1
 `);
 
 /** ARGV: prefix, hash, token, now, leaseMs. Returns 1 if renewed, 0 if the lease was lost. */
