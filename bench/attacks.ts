@@ -15,8 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { sampleRequest } from '../src/simulator/fixtures.ts';
+import { startSimulator, type Simulator } from 'kentik-simulator';
+import { sampleRequest } from 'kentik-simulator';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href;

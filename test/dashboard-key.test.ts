@@ -3,7 +3,7 @@
 // data needs the key; the page asks for it, keeps it for the tab and sends it as a Bearer token.
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import { startSimulator, type Simulator } from 'kentik-simulator';
 import { launchBrowser } from './helpers/browser.ts';
 import { getImage, kentikQuery, postJson, startService, type Service } from './helpers/service.ts';
 

@@ -10,7 +10,7 @@ import type { PendingEntry } from '../src/domain/entry.ts';
 import { encodeEntry } from '../src/domain/entry-codec.ts';
 import { queryHash } from '../src/domain/hash.ts';
 import { formatId } from '../src/domain/ids.ts';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import { startSimulator, type Simulator } from 'kentik-simulator';
 import { buildService } from './helpers/build.ts';
 import {
   getImage,

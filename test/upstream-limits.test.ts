@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { queryHash } from '../src/domain/hash.ts';
-import { startSimulator, type Simulator } from '../src/simulator/index.ts';
+import { startSimulator, type Simulator } from 'kentik-simulator';
 import {
   getImage,
   kentikQuery,
