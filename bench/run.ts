@@ -10,7 +10,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pickLoadTool } from './lib/load.ts';
-import { ROOT, ensureBuild, startSimulator, type SimControl } from './lib/procs.ts';
+import {
+  ROOT,
+  ensureBuild,
+  startSimulatorProcess as startSimulator,
+  type SimControl,
+} from '../test/support/index.ts';
 import { cpuPressure, cpuSample, machine, markdownTable, noise, Rows } from './lib/report.ts';
 import {
   FULL,

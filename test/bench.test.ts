@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { removeDir, tempDir } from './helpers/service.ts';
+import { removeDir, tempDir } from './support/index.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 

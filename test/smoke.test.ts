@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from '../src/simulator/index.ts';
-import { startService, type Service } from './helpers/service.ts';
+import { startService, type Service } from './support/index.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 

@@ -10,7 +10,7 @@ import {
   requestImage,
   startService,
   type Service,
-} from './helpers/service.ts';
+} from './support/index.ts';
 
 const RETRIES = 2;
 const TIMEOUT_S = 0.5;

@@ -13,11 +13,10 @@ import {
   startBareNode,
   startNginx,
   startNginxCache,
-  startService,
   tempDir,
-  type ServiceProc,
   type SimControl,
-} from './procs.ts';
+} from '../../test/support/index.ts';
+import { startBenchService as startService, type ServiceProc } from './service.ts';
 import { fmt, type Rows } from './report.ts';
 import { monoMs, percentile, round, sleep, waitFor } from './util.ts';
 
