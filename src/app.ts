@@ -11,6 +11,8 @@ import { ImageCache } from './cache/image-cache.ts';
 import { createMaintenance, type Maintenance } from './cache/maintenance.ts';
 import type { Config } from './config.ts';
 import { AppError } from './errors.ts';
+import type { Coordinator } from './coordination/coordinator.ts';
+import { LocalCoordinator } from './coordination/local.ts';
 import { createKentikClient, type KentikClient } from './kentik/client.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { imageRoutes } from './routes/images.ts';
@@ -37,9 +39,9 @@ export interface AppDeps {
 export interface App {
   app: FastifyInstance;
   cache: ImageCache;
+  coordinator: Coordinator;
   maintenance: Maintenance;
   metrics: Metrics;
-  store: Store;
 }
 
 /**
@@ -76,14 +78,18 @@ export async function buildApp({
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const metrics = createMetrics();
-  const store = givenStore ?? new FsStore(config.cachePath);
-  await store.open();
+  const coordinator = await createCoordinator({
+    config,
+    store: givenStore,
+    log: app.log.child({ component: 'coordination' }),
+    metrics,
+  });
   const client =
     givenClient ??
     createKentikClient({ config, log: app.log.child({ component: 'kentik' }), metrics });
   const cache = new ImageCache({
     config,
-    store,
+    coordinator,
     client,
     log: app.log.child({ component: 'cache' }),
     metrics,
@@ -91,7 +97,6 @@ export async function buildApp({
   const maintenance = createMaintenance({
     config,
     cache,
-    store,
     log: app.log.child({ component: 'maintenance' }),
     metrics,
   });
@@ -159,19 +164,42 @@ export async function buildApp({
   await app.register(requestRoutes, { cache, config });
   await app.register(imageRoutes, { cache, config });
   await app.register(infoRoutes, { cache });
-  await app.register(operationRoutes, { cache, store, metrics });
+  await app.register(operationRoutes, { cache, metrics });
 
   app.addHook('onClose', async () => {
     await maintenance.stop();
     await cache.close();
     await client.close();
-    await store.close();
+    await coordinator.close();
   });
 
   const loaded = await cache.load();
-  app.log.info({ ...loaded, cachePath: config.cachePath }, 'cache loaded');
+  app.log.info(
+    {
+      ...loaded,
+      backend: coordinator.backend,
+      ...(config.cacheBackend === 'filesystem' ? { cachePath: config.cachePath } : {}),
+    },
+    'cache loaded',
+  );
   maintenance.start();
-  return { app, cache, maintenance, metrics, store };
+  return { app, cache, coordinator, maintenance, metrics };
+}
+
+/** The coordinator CACHE_BACKEND asks for. */
+async function createCoordinator(deps: {
+  config: Config;
+  store: Store | undefined;
+  log: FastifyBaseLogger;
+  metrics: Metrics;
+}): Promise<Coordinator> {
+  const { config, log, metrics } = deps;
+  if (config.cacheBackend === 'redis') {
+    const { RedisCoordinator } = await import('./coordination/redis/redis-coordinator.ts');
+    return new RedisCoordinator({ config, log, metrics });
+  }
+  const store = deps.store ?? new FsStore(config.cachePath);
+  return new LocalCoordinator({ config, store, log, metrics });
 }
 
 /** The one place that decides what an error looks like to a client. */

@@ -21,7 +21,16 @@ export interface Config {
   entryWaitTimeoutMs: number;
   /** Seconds during which a fetched image is reused for new ids (rule 2). */
   reuseWindow: number;
+  /** `filesystem` (one process, CACHE_PATH) or `redis` (several replicas sharing REDIS_URL). */
+  cacheBackend: 'filesystem' | 'redis';
+  /** Absolute path; empty with the redis backend. */
   cachePath: string;
+  /** Set with the redis backend; the URL may carry a password, so it is a Secret as a whole. */
+  redisUrl: Secret | undefined;
+  /** Prefix of every Redis key and channel. */
+  redisKeyPrefix: string;
+  /** Seconds a fetch's lease lasts without renewal before another process may take it over. */
+  flightLease: number;
   /** Milliseconds between maintenance passes. */
   maintenancePeriodMs: number;
   cacheMaxBytes: number | undefined;
@@ -160,10 +169,36 @@ export function loadConfig(env: Env): Config {
   const port = number('PORT', 8000, { min: 0, max: 65535, integer: true });
   const host = raw('HOST') ?? '127.0.0.1';
 
-  const cachePathRaw = required(
-    'CACHE_PATH',
-    'a directory for cached images and entries (created if missing)',
-  );
+  const backendRaw = (raw('CACHE_BACKEND') ?? 'filesystem').toLowerCase();
+  const cacheBackend = backendRaw === 'redis' ? 'redis' : 'filesystem';
+  if (backendRaw !== 'filesystem' && backendRaw !== 'redis')
+    problems.push(
+      `CACHE_BACKEND=${JSON.stringify(raw('CACHE_BACKEND'))} must be filesystem (one process, CACHE_PATH) or redis (several replicas, REDIS_URL)`,
+    );
+  const cachePathRaw =
+    cacheBackend === 'filesystem'
+      ? required('CACHE_PATH', 'a directory for cached images and entries (created if missing)')
+      : (raw('CACHE_PATH') ?? '');
+  let redisUrl: Secret | undefined;
+  const redisUrlRaw = raw('REDIS_URL');
+  if (cacheBackend === 'redis') {
+    if (redisUrlRaw === undefined) {
+      problems.push(
+        'REDIS_URL is required with CACHE_BACKEND=redis: redis://[:password@]host:port[/db], or rediss:// for TLS',
+      );
+    } else {
+      const problem = redisUrlProblem(redisUrlRaw);
+      // The URL may hold a password: the message names the part that is wrong, never the value.
+      if (problem) problems.push(`REDIS_URL ${problem}`);
+      else redisUrl = new Secret(redisUrlRaw);
+    }
+  }
+  const redisKeyPrefix = raw('REDIS_KEY_PREFIX') ?? 'kic:';
+  if (!/^[\x21-\x7e]{1,64}$/.test(redisKeyPrefix))
+    problems.push(
+      `REDIS_KEY_PREFIX=${JSON.stringify(redisKeyPrefix.slice(0, 80))} must be 1–64 printable characters without spaces, e.g. kic: or team-a:kic:`,
+    );
+  const flightLease = number('FLIGHT_LEASE', 10, { min: 0.2, max: 3600, unit: 'seconds' });
 
   const debugRaw = (raw('DEBUG') ?? '').toLowerCase();
   if (!['', '0', '1', 'true', 'false', 'yes', 'no', 'on', 'off'].includes(debugRaw)) {
@@ -185,7 +220,11 @@ export function loadConfig(env: Env): Config {
     maxTtl,
     entryWaitTimeoutMs: Math.round(entryWaitTimeout * 1000),
     reuseWindow,
-    cachePath: path.resolve(cachePathRaw),
+    cacheBackend,
+    cachePath: cachePathRaw === '' ? '' : path.resolve(cachePathRaw),
+    redisUrl,
+    redisKeyPrefix,
+    flightLease,
     maintenancePeriodMs: Math.round(maintenancePeriod * 1000),
     cacheMaxBytes,
     memoryCacheBytes,
@@ -193,4 +232,22 @@ export function loadConfig(env: Env): Config {
     port,
     debug: ['1', 'true', 'yes', 'on'].includes(debugRaw),
   };
+}
+
+/** What is wrong with a Redis URL, in words that never repeat the URL (it may hold a password). */
+export function redisUrlProblem(text: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return 'is not a URL: use redis://[:password@]host:port[/db], or rediss:// for TLS';
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    return `must start with redis:// or rediss:// (TLS), not ${u.protocol.slice(0, 20)}//`;
+  if (!u.hostname) return 'has no host: use redis://[:password@]host:port[/db]';
+  const db = u.pathname.replace(/^\//, '');
+  if (db !== '' && !/^\d{1,5}$/.test(db))
+    return 'has a path that is not a database number: use redis://host:port/0';
+  if (u.search || u.hash) return 'must not have a query string or fragment';
+  return undefined;
 }

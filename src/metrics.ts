@@ -71,6 +71,27 @@ export function createMetrics() {
       help: 'Bytes of image data held in memory for hot GETs',
       registers: r,
     }),
+    memoryHits: new Counter({
+      name: 'kic_memory_hits_total',
+      help: "GET /image answered from this replica's memory, without touching the shared index",
+      registers: r,
+    }),
+    flightTakeovers: new Counter({
+      name: 'kic_flight_takeovers_total',
+      help: 'Fetches taken over because their lease ran out (a replica died or a restart resumed them)',
+      registers: r,
+    }),
+    settles: new Counter({
+      name: 'kic_settle_total',
+      help: 'Fetch results offered to the index: accepted, or rejected because the lease was lost',
+      labelNames: ['outcome'] as const,
+      registers: r,
+    }),
+    redisReconnects: new Counter({
+      name: 'kic_redis_reconnects_total',
+      help: 'Times the connection to Redis was lost and made again',
+      registers: r,
+    }),
     waiters: new Gauge({
       name: 'kic_waiters',
       help: 'GET requests currently waiting for a pending entry',

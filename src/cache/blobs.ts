@@ -1,22 +1,15 @@
-import type { FastifyBaseLogger } from 'fastify';
-import type { Store } from '../store/store.ts';
-import { bytesDigest } from '../domain/hash.ts';
-
 /**
- * Image bytes by digest: a byte-bounded LRU in memory in front of the store. Bytes read from the
- * store are checked against their digest before they are served or cached, so a damaged file is
- * quarantined instead of being served as someone's chart.
+ * Image bytes by digest, in memory: a byte-bounded LRU in front of the coordinator's blob store.
+ * Content-addressed bytes never change, so a copy held here is valid until the coordinator says
+ * the digest is gone (forget) or the whole index was reset (clear).
  */
-export class BlobCache {
+export class MemoryBlobs {
   readonly #memory = new Map<string, Buffer>();
   readonly #loading = new Map<string, Promise<Buffer | undefined>>();
-  readonly #ops = new Map<string, Promise<void>>();
   #memoryBytes = 0;
 
   constructor(
-    private readonly store: Store,
     private readonly maxMemoryBytes: number,
-    private readonly log: FastifyBaseLogger,
     private readonly onMemoryChange: (bytes: number) => void = () => {},
   ) {}
 
@@ -35,54 +28,24 @@ export class BlobCache {
     return hit;
   }
 
-  get(digest: string): Promise<Buffer | undefined> {
+  /** From memory, or loaded once however many GETs ask at the same time. */
+  get(digest: string, load: () => Promise<Buffer | undefined>): Promise<Buffer | undefined> {
     const hit = this.peek(digest);
     if (hit) return Promise.resolve(hit);
     let loading = this.#loading.get(digest);
     if (!loading) {
-      loading = this.#load(digest).finally(() => this.#loading.delete(digest));
+      loading = load()
+        .then((bytes) => {
+          if (bytes) this.remember(digest, bytes);
+          return bytes;
+        })
+        .finally(() => this.#loading.delete(digest));
       this.#loading.set(digest, loading);
     }
     return loading;
   }
 
-  async #load(digest: string): Promise<Buffer | undefined> {
-    const bytes = await this.store.getBlob(digest);
-    if (!bytes) return undefined;
-    if (bytesDigest(bytes) !== digest) {
-      this.log.warn({ digest }, 'image file does not match its digest; quarantined');
-      await this.store.quarantineBlob(digest, 'content does not match digest').catch(() => {});
-      return undefined;
-    }
-    this.#remember(digest, bytes);
-    return bytes;
-  }
-
-  async put(digest: string, bytes: Buffer): Promise<void> {
-    await this.#serialize(digest, () => this.store.putBlob(digest, bytes));
-    this.#remember(digest, bytes);
-  }
-
-  async delete(digest: string): Promise<void> {
-    this.#forget(digest);
-    await this.#serialize(digest, () => this.store.deleteBlob(digest));
-  }
-
-  /**
-   * Puts and deletes of one digest run in order. Otherwise a fetch that produced the very bytes
-   * maintenance is deleting could see the old file, skip its write, and lose the file to the rm.
-   */
-  #serialize(digest: string, op: () => Promise<void>): Promise<void> {
-    const run = (this.#ops.get(digest) ?? Promise.resolve()).then(op, op);
-    this.#ops.set(digest, run);
-    void run.then(
-      () => this.#ops.get(digest) === run && this.#ops.delete(digest),
-      () => this.#ops.get(digest) === run && this.#ops.delete(digest),
-    );
-    return run;
-  }
-
-  #remember(digest: string, bytes: Buffer): void {
+  remember(digest: string, bytes: Buffer): void {
     // One image may not take more than a quarter of the budget, so a few big PDFs cannot flush it.
     if (bytes.length > this.maxMemoryBytes / 4 || this.#memory.has(digest)) return;
     this.#memory.set(digest, bytes);
@@ -95,11 +58,17 @@ export class BlobCache {
     this.onMemoryChange(this.#memoryBytes);
   }
 
-  #forget(digest: string): void {
+  forget(digest: string): void {
     const buf = this.#memory.get(digest);
     if (!buf) return;
     this.#memory.delete(digest);
     this.#memoryBytes -= buf.length;
     this.onMemoryChange(this.#memoryBytes);
+  }
+
+  clear(): void {
+    this.#memory.clear();
+    this.#memoryBytes = 0;
+    this.onMemoryChange(0);
   }
 }

@@ -1,47 +1,32 @@
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.ts';
+import {
+  CoordinatorUnavailableError,
+  PAGE_MAX_LIMIT,
+  type Coordinator,
+  type CoordinatorEvent,
+  type Counts,
+  type Lease,
+  type MaintenanceReport,
+  type Outcome,
+  type Page,
+  type PageRequest,
+  type SettleResult,
+  type Slot,
+} from '../coordination/coordinator.ts';
+import type { Entry, ErrorEntry, ImageEntry, PendingEntry } from '../domain/entry.ts';
+import { bytesDigest, queryHash } from '../domain/hash.ts';
 import { AppError, StorageError } from '../errors.ts';
 import type { KentikClient } from '../kentik/client.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Store } from '../store/store.ts';
 import { StoreWriteError } from '../store/store.ts';
-import { BlobCache } from './blobs.ts';
-import type { Entry, ErrorEntry, ImageEntry, ImageMime, PendingEntry } from '../domain/entry.ts';
-import { bytesDigest, queryHash } from '../domain/hash.ts';
-import { formatId } from '../domain/ids.ts';
-import { Limiter } from './limiter.ts';
+import { MemoryBlobs } from './blobs.ts';
 import { Waiters, type WaitOutcome } from './waiters.ts';
 
 /** How a POST was satisfied; see README "How sharing works". */
 export type RequestResult = 'hit' | 'shared' | 'miss';
-
-/** One upstream fetch, shared by every id that asked for the same query while it ran. */
-interface Flight {
-  ids: Set<string>;
-  controller: AbortController;
-}
-
-interface LastImage {
-  digest: string;
-  mime: ImageMime;
-  size: number;
-  fetchedAt: number;
-}
-
-/** Everything known about one query hash. */
-interface Group {
-  ids: Set<string>;
-  /** Id of the pending or image entry that expires last, if known (see #longestLived). */
-  best?: string;
-  flight?: Flight;
-  lastImage?: LastImage;
-}
-
-interface BlobInfo {
-  size: number;
-  ids: Set<string>;
-  lastServed: number;
-}
 
 export type Lookup =
   | { kind: 'image'; entry: ImageEntry; bytes: Buffer }
@@ -50,163 +35,111 @@ export type Lookup =
   | { kind: 'missing'; reason: 'unknown' | 'expired' | 'lost' };
 
 export interface ImageCacheDeps {
-  config: Pick<Config, 'reuseWindow' | 'kentikApiConcurrency' | 'memoryCacheBytes'>;
-  store: Store;
+  config: Pick<Config, 'memoryCacheBytes' | 'flightLease'>;
+  coordinator: Coordinator;
   client: KentikClient;
   log: FastifyBaseLogger;
   metrics: Metrics;
   now?: () => number;
 }
 
-/** Writes to run at once when a shared fetch completes: enough to let the disk batch fsyncs. */
-const WRITE_CONCURRENCY = 64;
+/**
+ * Events for live views (the dashboard), local to this process; in Redis mode fed by the other
+ * replicas' pub/sub wake-ups too:
+ *   'created' (ids: string[])                 new ids handed out by this process
+ *   'settled' (ids: string[], hash: string)   a flight settled; ids known here (may be empty)
+ *   'deleted' (ids: string[])                 ids removed before their expiry
+ *   'reset'   ()                              the shared index was reset
+ */
+export type CacheEvents = EventEmitter;
+
+/** Finished entries remembered in memory, so a hot GET needs no coordinator round trip. */
+const FINISHED_MEMORY_ENTRIES = 200_000;
+/** In shared mode, waiters re-check their id this often in case a wake-up message was lost. */
+const WAITER_RECHECK_MS = 1500;
+/** How long a settle is retried while the shared index is unreachable. */
+const SETTLE_RETRY_MS = 500;
+
+interface RunningFlight {
+  lease: Lease;
+  controller: AbortController;
+  done: Promise<void>;
+}
 
 /**
- * The in-memory index over the store, the request-sharing rules and the background fetches.
- * The store is the truth across restarts; this index is the truth while the process runs.
+ * The one orchestrator of the request-sharing rules: it asks the coordinator to decide, runs the
+ * fetches whose leases it holds (renewing them), settles them and wakes the GETs waiting here.
+ * Everything that must be shared between processes lives behind the coordinator.
  */
 export class ImageCache {
-  readonly entries = new Map<string, Entry>();
-  readonly #groups = new Map<string, Group>();
-  readonly #blobInfo = new Map<string, BlobInfo>();
+  readonly events: CacheEvents = new EventEmitter();
   readonly waiters: Waiters;
-  readonly blobs: BlobCache;
-  readonly #limiter: Limiter;
-  readonly #store: Store;
+  readonly blobs: MemoryBlobs;
+  readonly #coordinator: Coordinator;
   readonly #client: KentikClient;
   readonly #log: FastifyBaseLogger;
   readonly #metrics: Metrics;
-  readonly #reuseWindowMs: number;
   readonly #now: () => number;
-  readonly #flights = new Set<Promise<void>>();
-  /** Digests being written but not yet indexed: not orphans, whatever a directory scan says. */
-  readonly #reserved = new Set<string>();
-  /** The last write queued per id (see #persist). */
-  readonly #writes = new Map<string, Promise<void>>();
+  readonly #leaseMs: number;
+  /** Finished (image or error) entries: they never change, only expire or get deleted. */
+  readonly #finished = new Map<string, ImageEntry | ErrorEntry>();
+  readonly #flights = new Map<string, RunningFlight>();
+  readonly #timers: NodeJS.Timeout[] = [];
+  #claiming: Promise<number> | undefined;
   #closing = false;
-  /** Entries changed since the last checkpoint. */
-  #dirty = true;
-  #storedBytes = 0;
 
-  constructor({ config, store, client, log, metrics, now = Date.now }: ImageCacheDeps) {
-    this.#store = store;
+  constructor({ config, coordinator, client, log, metrics, now = Date.now }: ImageCacheDeps) {
+    this.#coordinator = coordinator;
     this.#client = client;
     this.#log = log;
     this.#metrics = metrics;
     this.#now = now;
-    this.#reuseWindowMs = config.reuseWindow * 1000;
-    this.#limiter = new Limiter(config.kentikApiConcurrency, (n) => metrics.upstreamQueued.set(n));
+    this.#leaseMs = config.flightLease * 1000;
+    this.events.setMaxListeners(0);
     this.waiters = new Waiters((n) => metrics.waiters.set(n));
-    this.blobs = new BlobCache(store, config.memoryCacheBytes, log, (n) =>
-      metrics.memoryBytes.set(n),
-    );
+    this.blobs = new MemoryBlobs(config.memoryCacheBytes, (n) => metrics.memoryBytes.set(n));
+    coordinator.onEvent((e) => this.#onEvent(e));
   }
 
-  get storedBytes(): number {
-    return this.#storedBytes;
+  get backend(): Coordinator['backend'] {
+    return this.#coordinator.backend;
   }
 
   /**
-   * Loads the store's entries into the index, drops expired ones and resumes pending fetches in
-   * the background. Resolves once the index is usable; fetches go on after.
+   * Opens the coordinator (loads the index) and takes over flights nobody holds: pending entries
+   * left by a previous run, or (shared mode) flights of a replica that died. Resolves once the
+   * index is usable; fetches go on after.
    */
-  async load(): Promise<{ loaded: number; expired: number; quarantined: number; resumed: number }> {
-    const { entries, quarantined } = await this.#store.loadEntries();
-    for (const q of quarantined) {
-      this.#log.warn(
-        { file: q.name, reason: q.reason, movedTo: q.movedTo },
-        'unreadable cache file quarantined',
-      );
-      this.#metrics.quarantined.inc();
+  async load(): Promise<OpenReport & { resumed: number }> {
+    const report = await this.#coordinator.open();
+    const resumed = await this.#claim();
+    if (this.#coordinator.shared) {
+      // Leases run out while nobody watches: scan for orphans twice per lease.
+      this.#every(Math.max(100, this.#leaseMs / 2), () => void this.#claim());
+      this.#every(WAITER_RECHECK_MS, () => void this.#recheckWaiters());
     }
-    const now = this.#now();
-    const expired: string[] = [];
-    const pendingByHash = new Map<string, PendingEntry[]>();
-    for (const entry of entries) {
-      if (entry.expiresAt <= now) {
-        expired.push(entry.id);
-        continue;
-      }
-      this.#index(entry);
-      if (entry.kind === 'pending') {
-        const list = pendingByHash.get(entry.hash) ?? [];
-        list.push(entry);
-        pendingByHash.set(entry.hash, list);
-      }
-      if (entry.kind === 'image') this.#rememberImage(entry.hash, entry);
-    }
-    // Deleting is not needed for correctness (they are not indexed), so it does not delay readiness.
-    void this.#deleteFromStore(expired);
-    for (const list of pendingByHash.values()) {
-      const first = list[0]!;
-      this.#startFlight(
-        first.hash,
-        first.query,
-        list.map((e) => e.id),
-      );
-    }
-    return {
-      loaded: entries.length,
-      expired: expired.length,
-      quarantined: quarantined.length,
-      resumed: pendingByHash.size,
-    };
+    return { ...report, resumed };
   }
 
-  /** Applies the sharing rules to a POST; persists a new entry before returning its id. */
+  /** Applies the sharing rules to a POST; the new entry is stored before its id is returned. */
   async request(
     query: unknown,
     ttlSeconds: number,
   ): Promise<{ id: string; result: RequestResult }> {
     const hash = queryHash(query);
     const now = this.#now();
-    let expiresAt = now + ttlSeconds * 1000;
-    const group = this.#groups.get(hash);
-
-    // Rule 1: a live pending or image entry that lives at least as long as asked for. The
-    // longest-lived one is enough to decide, and it is tracked, so this is O(1) however many
-    // ids a popular query has collected.
-    const best = group && this.#longestLived(group);
-    if (best && best.expiresAt > now && best.expiresAt >= expiresAt) {
-      // A concurrent POST may have created it and still be writing it: hand the id out only once
-      // it is on disk, or a crash now would lose an id the client already holds.
-      const writing = this.#writes.get(best.id);
-      if (writing) await writing;
-      this.#metrics.requests.inc({ result: 'hit' });
-      return { id: best.id, result: 'hit' };
-    }
-
-    // An id is unique per query and millisecond; never hand out an id that holds an error.
-    while (this.entries.has(formatId(hash, expiresAt))) expiresAt++;
-    const id = formatId(hash, expiresAt);
-    const base = { id, hash, expiresAt, createdAt: now };
-
-    // Rule 2: share a fetch in flight, or an image fetched within REUSE_WINDOW.
-    if (group?.flight) {
-      const entry: PendingEntry = { ...base, kind: 'pending', query };
-      group.flight.ids.add(id);
-      this.#index(entry);
-      await this.#persist(entry);
-      this.#metrics.requests.inc({ result: 'shared' });
-      return { id, result: 'shared' };
-    }
-    const last = group?.lastImage;
-    if (last && now - last.fetchedAt <= this.#reuseWindowMs && this.#blobInfo.has(last.digest)) {
-      const entry: ImageEntry = { ...base, kind: 'image', ...last };
-      this.#index(entry);
-      await this.#persist(entry);
-      this.#metrics.requests.inc({ result: 'shared' });
-      return { id, result: 'shared' };
-    }
-
-    // Rule 3: a new fetch. The flight is registered before the first await, so concurrent POSTs
-    // of the same query join it instead of starting their own.
-    const entry: PendingEntry = { ...base, kind: 'pending', query };
-    this.#index(entry);
-    this.#startFlight(hash, query, [id]);
-    await this.#persist(entry);
-    this.#metrics.requests.inc({ result: 'miss' });
-    return { id, result: 'miss' };
+    const decision = await this.#coordinator.decide({
+      hash,
+      query,
+      expiresAt: now + ttlSeconds * 1000,
+      now,
+    });
+    this.#metrics.requests.inc({ result: decision.result });
+    if (decision.result !== 'hit') this.events.emit('created', [decision.id]);
+    if (decision.result === 'shared' && decision.entry.kind === 'image')
+      this.#remember(decision.entry);
+    if (decision.result === 'miss') this.#startFlight(decision.lease);
+    return { id: decision.id, result: decision.result };
   }
 
   /** What an id stands for right now; `image` comes with its bytes. */
@@ -217,367 +150,344 @@ export class ImageCache {
   }
 
   /**
-   * The hot path of GET /image: an image that can be served right now from memory, with the same
-   * bookkeeping as lookup(). Undefined whenever lookup() has more to do (unknown, expired, pending,
-   * being written, not an image, bytes not in memory): then call lookup().
+   * The hot path of GET /image: an image that can be served right now from this process's
+   * memory, with no I/O and no coordinator round trip. Undefined whenever lookup() has more to do.
    */
   lookupHot(id: string): Extract<Lookup, { kind: 'image' }> | undefined {
-    const entry = this.entries.get(id);
-    if (entry?.kind !== 'image' || this.#writes.has(id)) return undefined;
+    const entry = this.#finished.get(id);
+    if (entry?.kind !== 'image') return undefined;
     const now = this.#now();
     if (entry.expiresAt <= now) return undefined;
     const bytes = this.blobs.peek(entry.digest);
     if (!bytes) return undefined;
-    const info = this.#blobInfo.get(entry.digest);
-    if (info) info.lastServed = now;
+    this.#coordinator.noteServed?.(entry.digest, now);
     this.#metrics.imageLookups.inc({ result: 'image' });
+    this.#metrics.memoryHits.inc();
     return { kind: 'image', entry, bytes };
   }
 
   async #lookup(id: string): Promise<Lookup> {
-    let entry = this.entries.get(id);
-    const writing = entry && entry.kind !== 'pending' ? this.#writes.get(id) : undefined;
-    if (writing) {
-      // A fetch just finished and its result is still being written: serve only what a restart
-      // would serve too (the rule #runFlight follows for waiters).
-      await writing;
-      entry = this.entries.get(id);
-    }
+    const entry = this.#finished.get(id) ?? (await this.#coordinator.getEntry(id));
     if (!entry) return { kind: 'missing', reason: 'unknown' };
-    if (entry.expiresAt <= this.#now()) return { kind: 'missing', reason: 'expired' };
-    if (entry.kind !== 'image') return { kind: entry.kind, entry } as Lookup;
-    const info = this.#blobInfo.get(entry.digest);
-    if (info) info.lastServed = this.#now();
-    const bytes = this.blobs.peek(entry.digest) ?? (await this.blobs.get(entry.digest));
+    const now = this.#now();
+    if (entry.expiresAt <= now) return { kind: 'missing', reason: 'expired' };
+    if (entry.kind === 'pending') return { kind: 'pending', entry };
+    this.#remember(entry);
+    if (entry.kind === 'error') return { kind: 'error', entry };
+    this.#coordinator.noteServed?.(entry.digest, now);
+    const bytes =
+      this.blobs.peek(entry.digest) ??
+      (await this.blobs.get(entry.digest, () => this.#loadBlob(entry.digest)));
     if (!bytes) {
       this.#log.warn({ id, digest: entry.digest }, 'image bytes missing or damaged; entry dropped');
-      await this.#drop([...(info?.ids ?? [id])]);
+      this.#finished.delete(id);
+      await this.#coordinator.dropBlob(entry.digest, 'lost', id);
       return { kind: 'missing', reason: 'lost' };
     }
     return { kind: 'image', entry, bytes };
   }
 
+  /** Bytes from the coordinator, checked against their digest before anyone is served them. */
+  async #loadBlob(digest: string): Promise<Buffer | undefined> {
+    const bytes = await this.#coordinator.getBlob(digest);
+    if (!bytes) return undefined;
+    if (bytesDigest(bytes) !== digest) {
+      this.#log.warn({ digest }, 'image file does not match its digest; quarantined');
+      await this.#coordinator.dropBlob(digest, 'damaged').catch(() => {});
+      return undefined;
+    }
+    return bytes;
+  }
+
   /** Waits until `id` is no longer pending, the timeout passes, or `signal` aborts. */
   waitFor(id: string, timeoutMs: number, signal?: AbortSignal): Promise<WaitOutcome> {
-    if (this.entries.get(id)?.kind !== 'pending' || this.#closing) return Promise.resolve('ready');
-    return this.waiters.wait(id, timeoutMs, signal);
+    if (this.#closing || this.#finished.has(id)) return Promise.resolve('ready');
+    // Registered first, checked after: a settle between the two still wakes it.
+    const waiting = this.waiters.wait(id, timeoutMs, signal);
+    void this.#recheck(id);
+    return waiting;
   }
 
   get closing(): boolean {
     return this.#closing;
   }
 
-  /** Removes entries from index and store; blobs nobody uses any more go at the next maintenance. */
-  async #drop(ids: string[]): Promise<void> {
-    for (const id of ids) this.#unindex(id);
-    await this.#deleteFromStore(ids);
+  /** Live entries by kind and stored bytes, across every process sharing the index. */
+  counts(): Promise<Counts> {
+    return this.#coordinator.counts(this.#now());
   }
 
-  /** Ids that have expired at `now`, for maintenance. */
-  expiredIds(now = this.#now()): string[] {
-    const out: string[] = [];
-    for (const e of this.entries.values()) if (e.expiresAt <= now) out.push(e.id);
-    return out;
+  /** A page of live entries, newest first; pass `next` back as `cursor` for the following one. */
+  page(req: PageRequest): Promise<Page> {
+    const limit = Math.max(0, Math.min(PAGE_MAX_LIMIT, Math.floor(req.limit)));
+    return this.#coordinator.page({ ...req, limit }, this.#now());
   }
 
-  async removeExpired(ids: string[]): Promise<void> {
-    this.#metrics.expired.inc(ids.length);
-    await this.#drop(ids);
-  }
-
-  /** Blobs no live id uses, other than the last image of a query still inside REUSE_WINDOW. */
-  unusedBlobs(): string[] {
+  /** One housekeeping pass (see maintenance.ts). */
+  async maintain(): Promise<MaintenanceReport> {
     const now = this.#now();
-    const keep = this.#reusableDigests(now);
-    const out: string[] = [];
-    for (const [digest, info] of this.#blobInfo)
-      if (info.ids.size === 0 && !keep.has(digest)) out.push(digest);
-    return out;
+    const report = await this.#coordinator.maintain(now);
+    for (const [id, e] of this.#finished) if (e.expiresAt <= now) this.#finished.delete(id);
+    return report;
   }
 
-  #reusableDigests(now: number): Set<string> {
-    const keep = new Set<string>();
-    for (const g of this.#groups.values()) {
-      if (g.lastImage && now - g.lastImage.fetchedAt <= this.#reuseWindowMs)
-        keep.add(g.lastImage.digest);
-    }
-    return keep;
-  }
-
-  /** Forgets queries with no ids, no fetch and no image still inside REUSE_WINDOW. */
-  pruneGroups(now = this.#now()): void {
-    for (const [hash, g] of this.#groups) {
-      if (g.lastImage && now - g.lastImage.fetchedAt > this.#reuseWindowMs) delete g.lastImage;
-      if (g.ids.size === 0 && !g.flight && !g.lastImage) this.#groups.delete(hash);
-    }
-  }
-
-  /** Digests the index knows, for finding orphan blob files left by a crash. */
-  isKnownDigest(digest: string): boolean {
-    return this.#blobInfo.has(digest) || this.#reserved.has(digest);
-  }
-
-  /** Deletes image bytes unless something started using them since the caller looked. */
-  async deleteBlob(digest: string): Promise<void> {
-    const info = this.#blobInfo.get(digest);
-    if (this.#reserved.has(digest) || (info && info.ids.size > 0)) return;
-    if (info) this.#storedBytes -= info.size;
-    this.#blobInfo.delete(digest);
-    for (const g of this.#groups.values()) if (g.lastImage?.digest === digest) delete g.lastImage;
-    this.#metrics.bytes.set(this.#storedBytes);
-    await this.blobs.delete(digest);
-  }
-
-  /** Evicts least recently served images until stored bytes fit `maxBytes`; returns how many. */
-  async evictToFit(maxBytes: number): Promise<number> {
-    if (this.#storedBytes <= maxBytes) return 0;
-    const byAge = [...this.#blobInfo.entries()].sort((a, b) => a[1].lastServed - b[1].lastServed);
-    let evicted = 0;
-    for (const [digest, info] of byAge) {
-      if (this.#storedBytes <= maxBytes) break;
-      this.#log.info(
-        { digest, bytes: info.size, ids: info.ids.size },
-        'evicting image (CACHE_MAX_BYTES)',
-      );
-      await this.#drop([...info.ids]);
-      await this.deleteBlob(digest);
-      evicted++;
-    }
-    this.#metrics.evictions.inc(evicted);
-    return evicted;
-  }
-
-  /** Updates gauges that are cheaper to count on scrape than on every change. */
-  countEntries(): { pending: number; image: number; error: number } {
-    const counts = { pending: 0, image: 0, error: 0 };
-    const now = this.#now();
-    for (const e of this.entries.values()) if (e.expiresAt > now) counts[e.kind]++;
-    return counts;
-  }
-
-  /** Stops fetches (pending entries stay in the store for the next start) and wakes all waiters. */
-  async close(): Promise<void> {
-    this.#closing = true;
-    for (const g of this.#groups.values()) g.flight?.controller.abort(new Error('shutting down'));
-    this.waiters.notifyAll();
-    await Promise.allSettled([...this.#flights]);
-    await Promise.allSettled([...this.#writes.values()]);
-    await this.checkpoint();
-  }
-
-  /** Lets the store save the index for a fast next start, if anything changed since last time. */
-  async checkpoint(): Promise<void> {
-    if (!this.#dirty) return;
-    this.#dirty = false;
-    try {
-      await this.#store.checkpoint(this.entries.values());
-    } catch (err) {
-      this.#dirty = true;
-      this.#log.warn(
-        { err: (err as Error).message },
-        'could not save the index snapshot; the next start reads every entry file',
-      );
-    }
-  }
-
-  /** The pending or image entry of a query that expires last; rescans only after it went away. */
-  #longestLived(group: Group): Entry | undefined {
-    const current = group.best === undefined ? undefined : this.entries.get(group.best);
-    if (current && current.kind !== 'error') return current;
-    let best: Entry | undefined;
-    for (const id of group.ids) {
-      const e = this.entries.get(id);
-      if (e && e.kind !== 'error' && (!best || e.expiresAt > best.expiresAt)) best = e;
-    }
-    group.best = best?.id;
-    return best;
-  }
-
-  #index(entry: Entry): void {
-    this.#dirty = true;
-    const previous = this.entries.get(entry.id);
-    if (previous) this.#unindexBlob(previous);
-    this.entries.set(entry.id, entry);
-    let group = this.#groups.get(entry.hash);
-    if (!group) this.#groups.set(entry.hash, (group = { ids: new Set() }));
-    group.ids.add(entry.id);
-    if (entry.kind !== 'error' && group.best !== undefined) {
-      const best = this.entries.get(group.best);
-      if (!best || best.kind === 'error' || entry.expiresAt > best.expiresAt) group.best = entry.id;
-    }
-    if (entry.kind === 'image') {
-      let info = this.#blobInfo.get(entry.digest);
-      if (!info) {
-        info = { size: entry.size, ids: new Set(), lastServed: entry.fetchedAt };
-        this.#blobInfo.set(entry.digest, info);
-        this.#storedBytes += entry.size;
-        this.#metrics.bytes.set(this.#storedBytes);
-      }
-      info.ids.add(entry.id);
-    }
-  }
-
-  #unindex(id: string): void {
-    const entry = this.entries.get(id);
-    if (!entry) return;
-    this.#dirty = true;
-    this.entries.delete(id);
-    this.#unindexBlob(entry);
-    const group = this.#groups.get(entry.hash);
-    if (!group) return;
-    group.ids.delete(id);
-    group.flight?.ids.delete(id);
-    if (group.ids.size === 0 && !group.flight && !group.lastImage) this.#groups.delete(entry.hash);
-  }
-
-  #unindexBlob(entry: Entry): void {
-    if (entry.kind === 'image') this.#blobInfo.get(entry.digest)?.ids.delete(entry.id);
-  }
-
-  #rememberImage(hash: string, img: LastImage): void {
-    const group = this.#groups.get(hash);
-    if (group && (!group.lastImage || group.lastImage.fetchedAt < img.fetchedAt)) {
-      group.lastImage = {
-        digest: img.digest,
-        mime: img.mime,
-        size: img.size,
-        fetchedAt: img.fetchedAt,
-      };
-    }
+  /** Throws if the coordinator cannot take writes right now (for /readyz). */
+  checkReady(): Promise<void> {
+    return this.#coordinator.checkReady();
   }
 
   /**
-   * Persists an entry. A failed write (full disk) is logged and counted but does not fail the
-   * caller: the entry still works from memory, it just would not survive a restart.
+   * Stops fetches and wakes all waiters. Flights are handed over at once: released to the other
+   * replicas (Redis), or left pending in the store for the next start (filesystem).
    */
-  #persist(entry: Entry): Promise<void> {
-    // Writes of one id are chained, so a slow "pending" write can never land after (and undo)
-    // the "image" write of a fetch that finished meanwhile.
-    const previous = this.#writes.get(entry.id) ?? Promise.resolve();
-    const write = previous.then(() => this.#write(entry));
-    this.#writes.set(entry.id, write);
-    void write.finally(() => {
-      if (this.#writes.get(entry.id) === write) this.#writes.delete(entry.id);
-    });
-    return write;
+  async close(): Promise<void> {
+    this.#closing = true;
+    for (const t of this.#timers) clearInterval(t);
+    for (const f of this.#flights.values()) f.controller.abort(new Error('shutting down'));
+    this.waiters.notifyAll();
+    await Promise.allSettled([...this.#flights.values()].map((f) => f.done));
   }
 
-  async #write(entry: Entry): Promise<void> {
-    try {
-      await this.#store.putEntry(entry);
-    } catch (err) {
-      const code = err instanceof StoreWriteError ? err.code : undefined;
-      this.#metrics.storeErrors.inc({ code: code ?? 'unknown' });
-      this.#log.error({ id: entry.id, err: (err as Error).message }, 'could not persist entry');
+  #every(ms: number, fn: () => void): void {
+    const t = setInterval(fn, ms);
+    t.unref();
+    this.#timers.push(t);
+  }
+
+  #remember(entry: ImageEntry | ErrorEntry): void {
+    if (this.#finished.has(entry.id)) return;
+    this.#finished.set(entry.id, entry);
+    if (this.#finished.size > FINISHED_MEMORY_ENTRIES) {
+      const oldest = this.#finished.keys().next().value;
+      if (oldest !== undefined) this.#finished.delete(oldest);
     }
   }
 
-  async #deleteFromStore(ids: string[]): Promise<void> {
-    await forEachLimited(ids, WRITE_CONCURRENCY, async (id) => {
-      try {
-        await this.#store.deleteEntry(id);
-      } catch (err) {
-        this.#log.warn({ id, err: (err as Error).message }, 'could not delete entry from store');
+  #onEvent(event: CoordinatorEvent): void {
+    switch (event.type) {
+      case 'settled': {
+        const ids = event.ids ?? this.waiters.idsOf(event.hash);
+        for (const id of ids) this.waiters.notify(id);
+        this.events.emit('settled', ids, event.hash);
+        return;
       }
-    });
+      case 'deleted':
+        for (const id of event.ids) this.#finished.delete(id);
+        for (const d of event.digests) this.blobs.forget(d);
+        if (event.ids.length > 0) this.events.emit('deleted', event.ids);
+        return;
+      case 'orphaned':
+        void this.#claim();
+        return;
+      case 'reset':
+        this.#log.warn('the shared index was reset (Redis restarted empty): memory copies dropped');
+        this.#finished.clear();
+        this.blobs.clear();
+        this.waiters.notifyAll();
+        this.events.emit('reset');
+        return;
+      case 'connection':
+        if (event.up) {
+          // Wake-ups may have been lost while the connection was down: re-sync.
+          void this.#recheckWaiters();
+          void this.#claim();
+        }
+        return;
+    }
   }
 
-  #startFlight(hash: string, query: unknown, ids: string[]): void {
-    let group = this.#groups.get(hash);
-    if (!group) this.#groups.set(hash, (group = { ids: new Set(ids) }));
-    const flight: Flight = { ids: new Set(ids), controller: new AbortController() };
-    group.flight = flight;
-    const run = this.#runFlight(hash, query, flight).finally(() => this.#flights.delete(run));
-    this.#flights.add(run);
-  }
-
-  async #runFlight(hash: string, query: unknown, flight: Flight): Promise<void> {
-    const signal = flight.controller.signal;
-    const firstId = [...flight.ids][0] ?? hash;
-    let outcome: { image: LastImage } | { error: AppError };
+  /** Wakes the waiters of `id` if it is no longer pending (or cannot be checked now). */
+  async #recheck(id: string): Promise<void> {
     try {
-      const image = await this.#limiter.run(
-        () => this.#client.fetchChart(query, { id: firstId, signal }),
-        signal,
-      );
-      const digest = bytesDigest(image.bytes);
-      this.#reserved.add(digest);
-      try {
-        await this.blobs.put(digest, image.bytes);
-        outcome = {
-          image: { digest, mime: image.mime, size: image.bytes.length, fetchedAt: this.#now() },
-        };
-      } catch (err) {
-        this.#reserved.delete(digest);
-        const code = err instanceof StoreWriteError ? err.code : undefined;
-        this.#metrics.storeErrors.inc({ code: code ?? 'unknown' });
-        this.#log.error({ id: firstId, err: (err as Error).message }, 'could not store image');
-        outcome = {
-          error: new StorageError(
-            code === 'ENOSPC'
-              ? 'The image was fetched but could not be stored: the cache disk is full (ENOSPC). Free space or raise CACHE_MAX_BYTES headroom, then POST the query again.'
-              : `The image was fetched but could not be stored (${code ?? (err as Error).message}). Check the cache directory, then POST the query again.`,
-            { cause: err },
-          ),
-        };
-      }
-    } catch (err) {
-      if (signal.aborted) return; // shutdown: entries stay pending on disk and resume at next start
-      outcome = {
-        error:
-          err instanceof AppError
-            ? err
-            : new AppError(
-                500,
-                'Internal error',
-                `Fetching the image failed unexpectedly: ${(err as Error).message}`,
-              ),
-      };
-      if (!(err instanceof AppError)) this.#log.error({ err }, 'unexpected fetch failure');
+      const entry = await this.#coordinator.getEntry(id);
+      if (entry?.kind === 'pending' && entry.expiresAt > this.#now()) return;
+    } catch {
+      // Unreachable index: let the waiter look again and answer what it finds (a 503).
     }
+    this.waiters.notify(id);
+  }
 
-    const group = this.#groups.get(hash);
-    if (group?.flight === flight) delete group.flight;
-    const done: Entry[] = [];
-    for (const id of flight.ids) {
-      const pending = this.entries.get(id);
-      if (pending?.kind !== 'pending') continue;
-      const base = { id, hash, expiresAt: pending.expiresAt, createdAt: pending.createdAt };
-      const entry: Entry =
-        'image' in outcome
-          ? { ...base, kind: 'image', ...outcome.image }
-          : {
-              ...base,
-              kind: 'error',
-              status: outcome.error.statusCode,
-              errorType: outcome.error.type,
-              message: outcome.error.message,
-            };
-      this.#index(entry);
-      done.push(entry);
+  async #recheckWaiters(): Promise<void> {
+    await Promise.all(this.waiters.waitingIds().map((id) => this.#recheck(id)));
+  }
+
+  /** Takes over orphaned flights; one scan at a time. Returns how many were taken. */
+  #claim(): Promise<number> {
+    if (this.#closing) return Promise.resolve(0);
+    this.#claiming ??= (async () => {
+      try {
+        const leases = await this.#coordinator.claimOrphans(this.#now());
+        for (const lease of leases) {
+          this.#log.info({ hash: lease.hash, id: lease.id }, 'taking over an orphaned fetch');
+          this.#metrics.flightTakeovers.inc();
+          this.#startFlight(lease);
+        }
+        return leases.length;
+      } catch (err) {
+        this.#log.debug({ err: (err as Error).message }, 'could not look for orphaned fetches');
+        return 0;
+      } finally {
+        this.#claiming = undefined;
+      }
+    })();
+    return this.#claiming;
+  }
+
+  #startFlight(lease: Lease): void {
+    if (this.#closing) {
+      void this.#coordinator.releaseLease(lease).catch(() => {});
+      return;
     }
-    if ('image' in outcome) {
-      if (group) this.#rememberImage(hash, outcome.image);
-      this.#reserved.delete(outcome.image.digest);
+    const controller = new AbortController();
+    const flight: RunningFlight = { lease, controller, done: Promise.resolve() };
+    flight.done = this.#runFlight(flight)
+      .catch((err: unknown) => this.#log.error({ err }, 'fetch failed unexpectedly'))
+      .finally(() => this.#flights.delete(lease.token));
+    this.#flights.set(lease.token, flight);
+  }
+
+  async #runFlight({ lease, controller }: RunningFlight): Promise<void> {
+    const { signal } = controller;
+    let slot: Slot | undefined;
+    let leaseLost = false;
+    // The lease is renewed while the fetch runs; a lost lease (we were paused past it and another
+    // process took over) stops this fetch, and its result would be rejected anyway.
+    const renew = setInterval(
+      () => {
+        void slot?.renew().catch(() => {});
+        this.#coordinator.renewLease(lease, this.#now()).then(
+          (held) => {
+            if (held) return;
+            leaseLost = true;
+            controller.abort(new Error('flight lease lost'));
+          },
+          () => {}, // unreachable: try again at the next tick; settle decides in the end
+        );
+      },
+      Math.max(50, this.#leaseMs / 3),
+    );
+    renew.unref();
+
+    let outcome: Outcome;
+    try {
+      outcome = await this.#fetch(lease, signal, (s) => (slot = s));
+    } catch (err) {
+      clearInterval(renew);
+      await slot?.release().catch(() => {});
+      if (leaseLost) {
+        this.#log.warn({ hash: lease.hash }, 'fetch abandoned: its lease was taken over');
+        return;
+      }
+      if (signal.aborted) {
+        // Shutting down: hand the flight over now (filesystem: it stays pending for the next start).
+        await this.#coordinator.releaseLease(lease).catch(() => {});
+        return;
+      }
+      throw err;
     }
-    // Persist before waking waiters: an id is never served something a restart would not repeat.
-    await forEachLimited(done, WRITE_CONCURRENCY, (e) => this.#persist(e));
-    for (const e of done) this.waiters.notify(e.id);
+    clearInterval(renew);
+    await slot?.release().catch(() => {});
+
+    const result = await this.#settle(lease, outcome);
+    this.#metrics.settles.inc({ outcome: result.accepted ? 'accepted' : 'rejected' });
+    if (!result.accepted) {
+      this.#log.warn({ hash: lease.hash }, 'late result rejected: the flight was taken over');
+      return;
+    }
     this.#log.debug(
-      { hash, ids: done.length, outcome: 'image' in outcome ? 'image' : outcome.error.type },
+      {
+        hash: lease.hash,
+        ids: result.ids.length,
+        outcome: outcome.kind === 'image' ? 'image' : outcome.errorType,
+      },
       'fetch settled',
     );
   }
+
+  /** Calls Kentik under a slot and stores the bytes; every failure becomes an error outcome. */
+  async #fetch(lease: Lease, signal: AbortSignal, onSlot: (s: Slot) => void): Promise<Outcome> {
+    let image;
+    try {
+      const slot = await this.#coordinator.acquireSlot(signal);
+      onSlot(slot);
+      image = await this.#client.fetchChart(lease.query, {
+        id: lease.id,
+        signal,
+        beforeAttempt: (s) => this.#upstreamGate(s),
+        onRetryAfter: (ms) => void this.#coordinator.holdUpstream(this.#now() + ms).catch(() => {}),
+      });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      if (err instanceof AppError) return errorOutcome(err);
+      this.#log.error({ err }, 'unexpected fetch failure');
+      return errorOutcome(
+        new AppError(
+          500,
+          'Internal error',
+          `Fetching the image failed unexpectedly: ${(err as Error).message}`,
+        ),
+      );
+    }
+    const digest = bytesDigest(image.bytes);
+    try {
+      await this.#coordinator.putBlob(digest, image.bytes, this.#now() + 2 * this.#leaseMs);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      const code = err instanceof StoreWriteError ? err.code : undefined;
+      this.#metrics.storeErrors.inc({ code: code ?? 'unknown' });
+      this.#log.error({ id: lease.id, err: (err as Error).message }, 'could not store image');
+      return errorOutcome(
+        new StorageError(
+          code === 'ENOSPC'
+            ? 'The image was fetched but could not be stored: the cache disk is full (ENOSPC). Free space or raise CACHE_MAX_BYTES headroom, then POST the query again.'
+            : `The image was fetched but could not be stored (${code ?? (err as Error).message}). Check the cache storage, then POST the query again.`,
+          { cause: err },
+        ),
+      );
+    }
+    this.blobs.remember(digest, image.bytes);
+    return {
+      kind: 'image',
+      digest,
+      mime: image.mime,
+      size: image.bytes.length,
+      fetchedAt: this.#now(),
+    };
+  }
+
+  /** A Retry-After seen by any process holds every upstream call back until it has passed. */
+  async #upstreamGate(signal?: AbortSignal): Promise<void> {
+    for (;;) {
+      let until: number;
+      try {
+        until = await this.#coordinator.upstreamHeldUntil();
+      } catch {
+        return; // cannot tell: the call itself will meet Kentik's answer
+      }
+      const wait = until - this.#now();
+      if (wait <= 0) return;
+      this.#log.debug({ waitMs: wait }, 'upstream held back by a Retry-After');
+      await sleep(wait, undefined, { signal });
+    }
+  }
+
+  /** Settles, retrying while the index is unreachable, as long as the lease could still hold. */
+  async #settle(lease: Lease, outcome: Outcome): Promise<SettleResult> {
+    const giveUpAt = this.#now() + this.#leaseMs;
+    for (;;) {
+      try {
+        return await this.#coordinator.settle(lease, outcome, this.#now());
+      } catch (err) {
+        if (!(err instanceof CoordinatorUnavailableError) || this.#now() > giveUpAt) throw err;
+        await sleep(SETTLE_RETRY_MS);
+      }
+    }
+  }
 }
 
-async function forEachLimited<T>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+function errorOutcome(err: AppError): Outcome {
+  return { kind: 'error', status: err.statusCode, errorType: err.type, message: err.message };
 }
+
+type OpenReport = Awaited<ReturnType<Coordinator['open']>>;
+export type { Entry };

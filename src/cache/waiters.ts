@@ -52,6 +52,18 @@ export class Waiters {
     for (const id of [...this.#byId.keys()]) this.notify(id);
   }
 
+  /** Ids with at least one waiter. */
+  waitingIds(): string[] {
+    return [...this.#byId.keys()];
+  }
+
+  /** Waiting ids of one query (an id starts with its query hash). */
+  idsOf(hash: string): string[] {
+    const out: string[] = [];
+    for (const id of this.#byId.keys()) if (id.startsWith(hash)) out.push(id);
+    return out;
+  }
+
   /** Number of ids with at least one waiter (for leak checks). */
   get idCount(): number {
     return this.#byId.size;

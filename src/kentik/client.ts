@@ -18,8 +18,17 @@ const MAX_MESSAGE_CHARS = 500;
 
 export interface KentikClient {
   /** Fetches one chart, with retries; throws an AppError subclass describing the final failure. */
-  fetchChart(query: unknown, ctx: { id: string; signal?: AbortSignal }): Promise<DecodedImage>;
+  fetchChart(query: unknown, ctx: FetchContext): Promise<DecodedImage>;
   close(): Promise<void>;
+}
+
+export interface FetchContext {
+  id: string;
+  signal?: AbortSignal;
+  /** Awaited before every attempt (a cluster-wide hold after a 429 with Retry-After). */
+  beforeAttempt?: (signal?: AbortSignal) => Promise<void>;
+  /** Kentik asked to wait this long before the next call (Retry-After). */
+  onRetryAfter?: (ms: number) => void;
 }
 
 export interface KentikClientDeps {
@@ -131,10 +140,11 @@ export function createKentikClient({
   }
 
   return {
-    async fetchChart(query, { id, signal }) {
+    async fetchChart(query, { id, signal, beforeAttempt, onRetryAfter }) {
       const body = Buffer.from(JSON.stringify(query));
       const started = performance.now();
       for (let n = 0; ; n++) {
+        await beforeAttempt?.(signal);
         const t0 = performance.now();
         const result = await attempt(body, signal);
         const seconds = (performance.now() - t0) / 1000;
@@ -162,6 +172,8 @@ export function createKentikClient({
           if (result.retryAfterMs !== undefined) delay = Math.max(delay, result.retryAfterMs);
         }
         const tooLong = delay > MAX_RETRY_AFTER_MS;
+        if (result.retryAfterMs !== undefined && result.retryAfterMs <= MAX_RETRY_AFTER_MS)
+          onRetryAfter?.(result.retryAfterMs);
         log.warn(
           {
             id,

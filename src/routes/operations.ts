@@ -4,16 +4,14 @@ import { Type } from 'typebox';
 import type { ImageCache } from '../cache/image-cache.ts';
 import { AppError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
-import type { Store } from '../store/store.ts';
 import { errorResponse } from './schemas.ts';
 
 const favicon = readFileSync(new URL('../../assets/favicon.ico', import.meta.url));
 
 export const operationRoutes: FastifyPluginAsyncTypebox<{
   cache: ImageCache;
-  store: Store;
   metrics: Metrics;
-}> = async (app, { cache, store, metrics }) => {
+}> = async (app, { cache, metrics }) => {
   app.get(
     '/healthz',
     {
@@ -35,7 +33,7 @@ export const operationRoutes: FastifyPluginAsyncTypebox<{
         response: {
           200: Type.Object({ status: Type.Literal('ready'), entries: Type.Integer() }),
           503: errorResponse(
-            'Shutting down, or the cache directory cannot be written (disk full, permissions)',
+            'Shutting down, the cache directory cannot be written (disk full, permissions), or Redis cannot be reached',
           ),
         },
       },
@@ -43,17 +41,25 @@ export const operationRoutes: FastifyPluginAsyncTypebox<{
     async () => {
       if (cache.closing)
         throw new AppError(503, 'Not ready', 'The service is shutting down.', ['service']);
+      let counts;
       try {
-        await store.checkWritable();
+        await cache.checkReady();
+        counts = await cache.counts();
       } catch (err) {
         throw new AppError(
           503,
           'Not ready',
-          `The cache storage cannot be written: ${(err as Error).message}. Free disk space or fix permissions of CACHE_PATH.`,
+          cache.backend === 'redis'
+            ? `Redis cannot be reached: ${(err as Error).message}. Check REDIS_URL and that Redis is up.`
+            : `The cache storage cannot be written: ${(err as Error).message}. Free disk space or fix permissions of CACHE_PATH.`,
           ['storage'],
+          { headers: { 'retry-after': '2' } },
         );
       }
-      return { status: 'ready' as const, entries: cache.entries.size };
+      return {
+        status: 'ready' as const,
+        entries: counts.pending + counts.image + counts.error,
+      };
     },
   );
 
@@ -61,9 +67,14 @@ export const operationRoutes: FastifyPluginAsyncTypebox<{
     '/metrics',
     { schema: { summary: 'Prometheus metrics', tags: ['operations'], produces: ['text/plain'] } },
     async (_request, reply) => {
-      const counts = cache.countEntries();
-      for (const [kind, n] of Object.entries(counts)) metrics.entries.set({ kind }, n);
-      metrics.bytes.set(cache.storedBytes);
+      // Cluster-wide in Redis mode; a scrape while Redis is down keeps the last values.
+      const counts = await cache.counts().catch(() => undefined);
+      if (counts) {
+        metrics.entries.set({ kind: 'pending' }, counts.pending);
+        metrics.entries.set({ kind: 'image' }, counts.image);
+        metrics.entries.set({ kind: 'error' }, counts.error);
+        metrics.bytes.set(counts.storedBytes);
+      }
       reply.type(metrics.registry.contentType);
       return metrics.registry.metrics();
     },

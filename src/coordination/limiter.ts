@@ -16,15 +16,26 @@ export class Limiter {
   }
 
   async run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    if (this.#running >= this.limit) await this.#wait(signal);
-    this.#running++;
+    const release = await this.acquire(signal);
     try {
       return await task();
     } finally {
+      release();
+    }
+  }
+
+  /** Waits for a slot; the returned function gives it back (once). */
+  async acquire(signal?: AbortSignal): Promise<() => void> {
+    if (this.#running >= this.limit) await this.#wait(signal);
+    this.#running++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
       this.#running--;
       this.#queue.shift()?.();
       this.onQueueChange(this.#queue.length);
-    }
+    };
   }
 
   #wait(signal?: AbortSignal): Promise<void> {

@@ -1,0 +1,644 @@
+import { randomBytes } from 'node:crypto';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import type { FastifyBaseLogger } from 'fastify';
+import { Limiter } from './limiter.ts';
+import type { Entry, ImageEntry, PendingEntry } from '../domain/entry.ts';
+import { formatId } from '../domain/ids.ts';
+import type { Metrics } from '../metrics.ts';
+import { StoreWriteError, type Store } from '../store/store.ts';
+import {
+  matchesKind,
+  PAGE_MAX_LIMIT,
+  type Coordinator,
+  type CoordinatorEvent,
+  type Counts,
+  type DecideInput,
+  type Decision,
+  type Lease,
+  type MaintenanceReport,
+  type OpenReport,
+  type Outcome,
+  type Page,
+  type PageRequest,
+  type SettleResult,
+  type Slot,
+} from './coordinator.ts';
+
+/** The flight of one query: the ids waiting on it and who holds it. */
+interface Flight {
+  token: string;
+  leaseUntil: number;
+  query: unknown;
+  ids: Set<string>;
+}
+
+interface LastImage {
+  digest: string;
+  mime: ImageEntry['mime'];
+  size: number;
+  fetchedAt: number;
+}
+
+/** Everything known about one query hash. */
+interface Group {
+  ids: Set<string>;
+  /** Id of the pending or image entry that expires last, if known (see #longestLived). */
+  best?: string;
+  flight?: Flight;
+  lastImage?: LastImage;
+}
+
+interface BlobInfo {
+  size: number;
+  ids: Set<string>;
+  lastServed: number;
+}
+
+export interface LocalCoordinatorDeps {
+  config: {
+    reuseWindow: number;
+    kentikApiConcurrency: number;
+    cacheMaxBytes?: number | undefined;
+    /** Seconds. */
+    flightLease: number;
+  };
+  store: Store;
+  log: FastifyBaseLogger;
+  metrics: Metrics;
+}
+
+/** Writes to run at once when a shared fetch completes: enough to let the disk batch fsyncs. */
+const WRITE_CONCURRENCY = 64;
+/** Ids handled per slice of a long loop; between slices the event loop serves requests. */
+const SLICE = 500;
+/** Entries counted per slice of counts(). */
+const COUNT_SLICE = 20_000;
+/** Entries a page may look at (skipping expired or other kinds) before it returns what it has. */
+const PAGE_SCAN = 20_000;
+/** Orphan blob files are looked for on the first pass and then every this many passes. */
+const ORPHAN_SCAN_EVERY = 10;
+
+/**
+ * The in-process coordinator: the index in memory over the filesystem store. The store is the
+ * truth across restarts; these maps are the truth while the process runs. Pending entries found
+ * at open are flights whose lease has run out, so resuming after a restart is the same takeover
+ * a Redis cluster does for a dead replica.
+ */
+export class LocalCoordinator implements Coordinator {
+  readonly backend = 'filesystem' as const;
+  readonly shared = false;
+  readonly #entries = new Map<string, Entry>();
+  readonly #groups = new Map<string, Group>();
+  readonly #blobInfo = new Map<string, BlobInfo>();
+  /** Digests being written but not yet indexed: not orphans, whatever a directory scan says. */
+  readonly #reserved = new Set<string>();
+  /** The last write queued per id (see #persist). */
+  readonly #writes = new Map<string, Promise<void>>();
+  /** Puts and deletes of one blob, in order (see #serializeBlob). */
+  readonly #blobOps = new Map<string, Promise<void>>();
+  /** Ids in creation order with a sequence number each, for newest-first pages. */
+  #order: Array<{ seq: number; id: string }> = [];
+  readonly #seqOf = new Map<string, number>();
+  #seq = 0;
+  readonly #listeners: Array<(e: CoordinatorEvent) => void> = [];
+  readonly #limiter: Limiter;
+  readonly #store: Store;
+  readonly #log: FastifyBaseLogger;
+  readonly #metrics: Metrics;
+  readonly #reuseWindowMs: number;
+  readonly #leaseMs: number;
+  readonly #cacheMaxBytes: number | undefined;
+  #holdUntil = 0;
+  #dirty = true;
+  #storedBytes = 0;
+  #passes = 0;
+
+  constructor({ config, store, log, metrics }: LocalCoordinatorDeps) {
+    this.#store = store;
+    this.#log = log;
+    this.#metrics = metrics;
+    this.#reuseWindowMs = config.reuseWindow * 1000;
+    this.#leaseMs = config.flightLease * 1000;
+    this.#cacheMaxBytes = config.cacheMaxBytes;
+    this.#limiter = new Limiter(config.kentikApiConcurrency, (n) => metrics.upstreamQueued.set(n));
+  }
+
+  async open(): Promise<OpenReport> {
+    await this.#store.open();
+    const { entries, quarantined } = await this.#store.loadEntries();
+    for (const q of quarantined) {
+      this.#log.warn(
+        { file: q.name, reason: q.reason, movedTo: q.movedTo },
+        'unreadable cache file quarantined',
+      );
+      this.#metrics.quarantined.inc();
+    }
+    const now = Date.now();
+    const expired: string[] = [];
+    entries.sort((a, b) => a.createdAt - b.createdAt);
+    for (const entry of entries) {
+      if (entry.expiresAt <= now) {
+        expired.push(entry.id);
+        continue;
+      }
+      this.#index(entry);
+      if (entry.kind === 'pending') {
+        // A flight nobody holds: its lease ran out when the previous process stopped.
+        const group = this.#groups.get(entry.hash)!;
+        group.flight ??= { token: '', leaseUntil: 0, query: entry.query, ids: new Set() };
+        group.flight.ids.add(entry.id);
+      }
+      if (entry.kind === 'image') this.#rememberImage(entry.hash, entry);
+    }
+    // Deleting is not needed for correctness (they are not indexed), so it does not delay readiness.
+    void this.#deleteFromStore(expired);
+    return { loaded: entries.length, expired: expired.length, quarantined: quarantined.length };
+  }
+
+  async decide({ hash, query, expiresAt, now }: DecideInput): Promise<Decision> {
+    const group = this.#groups.get(hash);
+    // Rule 1: a live pending or image entry that lives at least as long as asked for. The
+    // longest-lived one is enough to decide, and it is tracked, so this is O(1) however many
+    // ids a popular query has collected.
+    const best = group && this.#longestLived(group);
+    if (best && best.expiresAt > now && best.expiresAt >= expiresAt) {
+      // A concurrent POST may have created it and still be writing it: hand the id out only once
+      // it is on disk, or a crash now would lose an id the client already holds.
+      const writing = this.#writes.get(best.id);
+      if (writing) await writing;
+      return { result: 'hit', id: best.id };
+    }
+
+    // An id is unique per query and millisecond; never hand out an id that holds an error.
+    while (this.#entries.has(formatId(hash, expiresAt))) expiresAt++;
+    const id = formatId(hash, expiresAt);
+    const base = { id, hash, expiresAt, createdAt: now };
+
+    // Rule 2: share a fetch in flight, or an image fetched within REUSE_WINDOW.
+    if (group?.flight) {
+      const entry: PendingEntry = { ...base, kind: 'pending', query };
+      group.flight.ids.add(id);
+      this.#index(entry);
+      await this.#persist(entry);
+      return { result: 'shared', id, entry };
+    }
+    const last = group?.lastImage;
+    if (last && now - last.fetchedAt <= this.#reuseWindowMs && this.#blobInfo.has(last.digest)) {
+      const entry: ImageEntry = { ...base, kind: 'image', ...last };
+      this.#index(entry);
+      await this.#persist(entry);
+      return { result: 'shared', id, entry };
+    }
+
+    // Rule 3: a new flight. It is registered before the first await, so concurrent POSTs of the
+    // same query join it instead of starting their own.
+    const entry: PendingEntry = { ...base, kind: 'pending', query };
+    this.#index(entry);
+    const flight: Flight = {
+      token: newToken(),
+      leaseUntil: now + this.#leaseMs,
+      query,
+      ids: new Set([id]),
+    };
+    this.#groups.get(hash)!.flight = flight;
+    await this.#persist(entry);
+    return { result: 'miss', id, entry, lease: { hash, token: flight.token, query, id } };
+  }
+
+  async getEntry(id: string): Promise<Entry | undefined> {
+    const entry = this.#entries.get(id);
+    const writing = entry && entry.kind !== 'pending' ? this.#writes.get(id) : undefined;
+    if (!writing) return entry;
+    // A fetch just finished and its result is still being written: serve only what a restart
+    // would serve too.
+    await writing;
+    return this.#entries.get(id);
+  }
+
+  async renewLease(lease: Lease, now: number): Promise<boolean> {
+    const flight = this.#groups.get(lease.hash)?.flight;
+    if (flight?.token !== lease.token) return false;
+    flight.leaseUntil = now + this.#leaseMs;
+    return true;
+  }
+
+  async claimOrphans(now: number): Promise<Lease[]> {
+    const out: Lease[] = [];
+    for (const [hash, group] of this.#groups) {
+      const flight = group.flight;
+      if (!flight || flight.leaseUntil > now) continue;
+      if (flight.ids.size === 0) {
+        delete group.flight;
+        continue;
+      }
+      flight.token = newToken();
+      flight.leaseUntil = now + this.#leaseMs;
+      out.push({ hash, token: flight.token, query: flight.query, id: [...flight.ids][0]! });
+    }
+    return out;
+  }
+
+  async releaseLease(lease: Lease): Promise<void> {
+    const flight = this.#groups.get(lease.hash)?.flight;
+    if (flight?.token === lease.token) flight.leaseUntil = 0;
+  }
+
+  async settle(lease: Lease, outcome: Outcome, now: number): Promise<SettleResult> {
+    const { hash } = lease;
+    const group = this.#groups.get(hash);
+    const flight = group?.flight;
+    if (!group || flight?.token !== lease.token) {
+      if (outcome.kind === 'image') this.#reserved.delete(outcome.digest);
+      return { accepted: false };
+    }
+    delete group.flight;
+    const done: Entry[] = [];
+    for (const id of flight.ids) {
+      const pending = this.#entries.get(id);
+      if (pending?.kind !== 'pending') continue;
+      const base = { id, hash, expiresAt: pending.expiresAt, createdAt: pending.createdAt };
+      let entry: Entry;
+      if (outcome.kind === 'image') {
+        const { digest, mime, size, fetchedAt } = outcome;
+        entry = { ...base, kind: 'image', digest, mime, size, fetchedAt };
+      } else {
+        const { status, errorType, message } = outcome;
+        entry = { ...base, kind: 'error', status, errorType, message };
+      }
+      this.#index(entry);
+      done.push(entry);
+    }
+    if (outcome.kind === 'image') {
+      const { digest, mime, size, fetchedAt } = outcome;
+      this.#rememberImage(hash, { digest, mime, size, fetchedAt });
+      this.#reserved.delete(digest);
+    }
+    void now;
+    // Persist before anyone is woken: an id is never served something a restart would not repeat.
+    await forEachLimited(done, WRITE_CONCURRENCY, (e) => this.#persist(e));
+    const ids = done.map((e) => e.id);
+    this.#emit({ type: 'settled', hash, ids });
+    return { accepted: true, ids };
+  }
+
+  async putBlob(digest: string, bytes: Buffer, _keepUntil: number): Promise<void> {
+    this.#reserved.add(digest);
+    try {
+      await this.#serializeBlob(digest, () => this.#store.putBlob(digest, bytes));
+    } catch (err) {
+      this.#reserved.delete(digest);
+      throw err;
+    }
+  }
+
+  noteServed(digest: string, now: number): void {
+    const info = this.#blobInfo.get(digest);
+    if (info) info.lastServed = now;
+  }
+
+  getBlob(digest: string): Promise<Buffer | undefined> {
+    return this.#store.getBlob(digest);
+  }
+
+  async dropBlob(digest: string, reason: 'lost' | 'damaged', id?: string): Promise<void> {
+    if (reason === 'damaged')
+      await this.#store.quarantineBlob(digest, 'content does not match digest').catch(() => {});
+    const ids = [...(this.#blobInfo.get(digest)?.ids ?? [])];
+    if (id && !ids.includes(id)) ids.push(id);
+    await this.#drop(ids);
+    this.#emit({ type: 'deleted', ids, digests: [digest] });
+  }
+
+  async acquireSlot(signal?: AbortSignal): Promise<Slot> {
+    const release = await this.#limiter.acquire(signal);
+    return { renew: async () => {}, release: async () => release() };
+  }
+
+  async holdUpstream(untilMs: number): Promise<void> {
+    this.#holdUntil = Math.max(this.#holdUntil, untilMs);
+  }
+
+  async upstreamHeldUntil(): Promise<number> {
+    return this.#holdUntil;
+  }
+
+  async counts(now: number): Promise<Counts> {
+    const counts = { pending: 0, image: 0, error: 0, storedBytes: this.#storedBytes };
+    let n = 0;
+    for (const e of this.#entries.values()) {
+      if (e.expiresAt > now) counts[e.kind]++;
+      // A million entries take tens of milliseconds: let requests in between slices. Entries
+      // added or removed meanwhile are counted or not, as with any snapshot of a live cache.
+      if (++n % COUNT_SLICE === 0) await yieldToLoop();
+    }
+    return counts;
+  }
+
+  async page({ cursor, limit, kind }: PageRequest, now: number): Promise<Page> {
+    limit = Math.max(0, Math.min(PAGE_MAX_LIMIT, Math.floor(limit)));
+    const order = this.#order;
+    // Newest first: start just below the cursor's sequence number (binary search; seq grows).
+    let i = order.length - 1;
+    if (cursor !== undefined) {
+      const seq = Number(cursor);
+      let lo = 0;
+      let hi = order.length; // first index with seq >= cursor
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (order[mid]!.seq < seq) lo = mid + 1;
+        else hi = mid;
+      }
+      i = lo - 1;
+    }
+    const entries: Entry[] = [];
+    let scanned = 0;
+    for (; i >= 0 && entries.length < limit && scanned < PAGE_SCAN; i--, scanned++) {
+      const { seq, id } = order[i]!;
+      if (this.#seqOf.get(id) !== seq) continue; // deleted since
+      const e = this.#entries.get(id);
+      if (e && e.expiresAt > now && matchesKind(kind, e)) entries.push(e);
+    }
+    return i >= 0 ? { entries, next: String(order[i + 1]!.seq) } : { entries };
+  }
+
+  onEvent(listener: (event: CoordinatorEvent) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  async maintain(now: number): Promise<MaintenanceReport> {
+    const expiredIds: string[] = [];
+    for (const e of this.#entries.values()) if (e.expiresAt <= now) expiredIds.push(e.id);
+    for (let i = 0; i < expiredIds.length; i += SLICE) {
+      const slice = expiredIds.slice(i, i + SLICE);
+      this.#metrics.expired.inc(slice.length);
+      await this.#drop(slice);
+      await yieldToLoop();
+    }
+    this.#pruneGroups(now);
+
+    let evicted = 0;
+    if (this.#cacheMaxBytes !== undefined) evicted = await this.#evictToFit(this.#cacheMaxBytes);
+
+    let blobsDeleted = 0;
+    for (const digest of this.#unusedBlobs(now)) {
+      await this.#deleteBlob(digest);
+      blobsDeleted++;
+    }
+
+    let orphansDeleted = 0;
+    if (this.#passes % ORPHAN_SCAN_EVERY === 0) {
+      const onDisk = await this.#store.listBlobs();
+      for (let i = 0; i < onDisk.length; i++) {
+        const digest = onDisk[i]!;
+        if (!this.#blobInfo.has(digest) && !this.#reserved.has(digest)) {
+          await this.#serializeBlob(digest, async () => {
+            // Checked again inside the queue: a fetch may have just produced these bytes.
+            if (!this.#blobInfo.has(digest) && !this.#reserved.has(digest))
+              await this.#store.deleteBlob(digest);
+          });
+          orphansDeleted++;
+        }
+        if (i % SLICE === SLICE - 1) await yieldToLoop();
+      }
+    }
+    this.#passes++;
+    this.#compactOrder();
+
+    await this.checkpoint();
+    const tempFilesDeleted = await this.#store.sweepTemporary();
+    return { expired: expiredIds.length, blobsDeleted, orphansDeleted, tempFilesDeleted, evicted };
+  }
+
+  async checkReady(): Promise<void> {
+    await this.#store.checkWritable();
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#writes.values()]);
+    await this.checkpoint();
+    await this.#store.close();
+  }
+
+  /** Lets the store save the index for a fast next start, if anything changed since last time. */
+  async checkpoint(): Promise<void> {
+    if (!this.#dirty) return;
+    this.#dirty = false;
+    try {
+      await this.#store.checkpoint(this.#entries.values());
+    } catch (err) {
+      this.#dirty = true;
+      this.#log.warn(
+        { err: (err as Error).message },
+        'could not save the index snapshot; the next start reads every entry file',
+      );
+    }
+  }
+
+  #emit(event: CoordinatorEvent): void {
+    for (const l of this.#listeners) l(event);
+  }
+
+  /** Removes entries from index and store; blobs nobody uses any more go at the next maintenance. */
+  async #drop(ids: string[]): Promise<void> {
+    for (const id of ids) this.#unindex(id);
+    await this.#deleteFromStore(ids);
+  }
+
+  /** Blobs no live id uses, other than the last image of a query still inside REUSE_WINDOW. */
+  #unusedBlobs(now: number): string[] {
+    const keep = new Set<string>();
+    for (const g of this.#groups.values()) {
+      if (g.lastImage && now - g.lastImage.fetchedAt <= this.#reuseWindowMs)
+        keep.add(g.lastImage.digest);
+    }
+    const out: string[] = [];
+    for (const [digest, info] of this.#blobInfo)
+      if (info.ids.size === 0 && !keep.has(digest)) out.push(digest);
+    return out;
+  }
+
+  /** Forgets queries with no ids, no fetch and no image still inside REUSE_WINDOW. */
+  #pruneGroups(now: number): void {
+    for (const [hash, g] of this.#groups) {
+      if (g.lastImage && now - g.lastImage.fetchedAt > this.#reuseWindowMs) delete g.lastImage;
+      if (g.ids.size === 0 && !g.flight && !g.lastImage) this.#groups.delete(hash);
+    }
+  }
+
+  /** Deletes image bytes unless something started using them since the caller looked. */
+  async #deleteBlob(digest: string): Promise<void> {
+    const info = this.#blobInfo.get(digest);
+    if (this.#reserved.has(digest) || (info && info.ids.size > 0)) return;
+    if (info) this.#storedBytes -= info.size;
+    this.#blobInfo.delete(digest);
+    for (const g of this.#groups.values()) if (g.lastImage?.digest === digest) delete g.lastImage;
+    this.#metrics.bytes.set(this.#storedBytes);
+    this.#emit({ type: 'deleted', ids: [], digests: [digest] });
+    await this.#serializeBlob(digest, () => this.#store.deleteBlob(digest));
+  }
+
+  /** Evicts least recently served images until stored bytes fit `maxBytes`; returns how many. */
+  async #evictToFit(maxBytes: number): Promise<number> {
+    if (this.#storedBytes <= maxBytes) return 0;
+    const byAge = [...this.#blobInfo.entries()].sort((a, b) => a[1].lastServed - b[1].lastServed);
+    let evicted = 0;
+    for (const [digest, info] of byAge) {
+      if (this.#storedBytes <= maxBytes) break;
+      this.#log.info(
+        { digest, bytes: info.size, ids: info.ids.size },
+        'evicting image (CACHE_MAX_BYTES)',
+      );
+      const ids = [...info.ids];
+      await this.#drop(ids);
+      this.#emit({ type: 'deleted', ids, digests: [digest] });
+      await this.#deleteBlob(digest);
+      evicted++;
+    }
+    this.#metrics.evictions.inc(evicted);
+    return evicted;
+  }
+
+  /**
+   * Puts and deletes of one digest run in order. Otherwise a fetch that produced the very bytes
+   * maintenance is deleting could see the old file, skip its write, and lose the file to the rm.
+   */
+  #serializeBlob(digest: string, op: () => Promise<void>): Promise<void> {
+    const run = (this.#blobOps.get(digest) ?? Promise.resolve()).then(op, op);
+    this.#blobOps.set(digest, run);
+    const done = (): void => {
+      if (this.#blobOps.get(digest) === run) this.#blobOps.delete(digest);
+    };
+    void run.then(done, done);
+    return run;
+  }
+
+  /** The pending or image entry of a query that expires last; rescans only after it went away. */
+  #longestLived(group: Group): Entry | undefined {
+    const current = group.best === undefined ? undefined : this.#entries.get(group.best);
+    if (current && current.kind !== 'error') return current;
+    let best: Entry | undefined;
+    for (const id of group.ids) {
+      const e = this.#entries.get(id);
+      if (e && e.kind !== 'error' && (!best || e.expiresAt > best.expiresAt)) best = e;
+    }
+    group.best = best?.id;
+    return best;
+  }
+
+  #index(entry: Entry): void {
+    this.#dirty = true;
+    const previous = this.#entries.get(entry.id);
+    if (previous) this.#unindexBlob(previous);
+    else {
+      const seq = ++this.#seq;
+      this.#order.push({ seq, id: entry.id });
+      this.#seqOf.set(entry.id, seq);
+    }
+    this.#entries.set(entry.id, entry);
+    let group = this.#groups.get(entry.hash);
+    if (!group) this.#groups.set(entry.hash, (group = { ids: new Set() }));
+    group.ids.add(entry.id);
+    if (entry.kind !== 'error' && group.best !== undefined) {
+      const best = this.#entries.get(group.best);
+      if (!best || best.kind === 'error' || entry.expiresAt > best.expiresAt) group.best = entry.id;
+    }
+    if (entry.kind === 'image') {
+      let info = this.#blobInfo.get(entry.digest);
+      if (!info) {
+        info = { size: entry.size, ids: new Set(), lastServed: entry.fetchedAt };
+        this.#blobInfo.set(entry.digest, info);
+        this.#storedBytes += entry.size;
+        this.#metrics.bytes.set(this.#storedBytes);
+      }
+      info.ids.add(entry.id);
+    }
+  }
+
+  #unindex(id: string): void {
+    const entry = this.#entries.get(id);
+    if (!entry) return;
+    this.#dirty = true;
+    this.#entries.delete(id);
+    this.#seqOf.delete(id);
+    this.#unindexBlob(entry);
+    const group = this.#groups.get(entry.hash);
+    if (!group) return;
+    group.ids.delete(id);
+    group.flight?.ids.delete(id);
+    if (group.ids.size === 0 && !group.flight && !group.lastImage) this.#groups.delete(entry.hash);
+  }
+
+  #unindexBlob(entry: Entry): void {
+    if (entry.kind === 'image') this.#blobInfo.get(entry.digest)?.ids.delete(entry.id);
+  }
+
+  /** Drops deleted ids from the creation order once they are most of it. */
+  #compactOrder(): void {
+    if (this.#order.length <= 2 * this.#seqOf.size + 1024) return;
+    this.#order = this.#order.filter(({ seq, id }) => this.#seqOf.get(id) === seq);
+  }
+
+  #rememberImage(hash: string, img: LastImage): void {
+    const group = this.#groups.get(hash);
+    if (group && (!group.lastImage || group.lastImage.fetchedAt < img.fetchedAt)) {
+      group.lastImage = {
+        digest: img.digest,
+        mime: img.mime,
+        size: img.size,
+        fetchedAt: img.fetchedAt,
+      };
+    }
+  }
+
+  /**
+   * Persists an entry. A failed write (full disk) is logged and counted but does not fail the
+   * caller: the entry still works from memory, it just would not survive a restart.
+   */
+  #persist(entry: Entry): Promise<void> {
+    // Writes of one id are chained, so a slow "pending" write can never land after (and undo)
+    // the "image" write of a fetch that finished meanwhile.
+    const previous = this.#writes.get(entry.id) ?? Promise.resolve();
+    const write = previous.then(() => this.#write(entry));
+    this.#writes.set(entry.id, write);
+    void write.finally(() => {
+      if (this.#writes.get(entry.id) === write) this.#writes.delete(entry.id);
+    });
+    return write;
+  }
+
+  async #write(entry: Entry): Promise<void> {
+    try {
+      await this.#store.putEntry(entry);
+    } catch (err) {
+      const code = err instanceof StoreWriteError ? err.code : undefined;
+      this.#metrics.storeErrors.inc({ code: code ?? 'unknown' });
+      this.#log.error({ id: entry.id, err: (err as Error).message }, 'could not persist entry');
+    }
+  }
+
+  async #deleteFromStore(ids: string[]): Promise<void> {
+    await forEachLimited(ids, WRITE_CONCURRENCY, async (id) => {
+      try {
+        await this.#store.deleteEntry(id);
+      } catch (err) {
+        this.#log.warn({ id, err: (err as Error).message }, 'could not delete entry from store');
+      }
+    });
+  }
+}
+
+function newToken(): string {
+  return randomBytes(12).toString('hex');
+}
+
+export async function forEachLimited<T>(
+  items: T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
