@@ -18,7 +18,7 @@ import {
   tempDir,
 } from '../test/support/index.ts';
 import { startBenchService as startService } from './lib/service.ts';
-import { FULL, hotImage, withTitle, type Ctx } from './lib/scenarios.ts';
+import { FULL, hotImage, withTitle, type Ctx } from './lib/context.ts';
 import { summarise } from './profile-summary.ts';
 
 const WORKLOADS = ['hot-get', 'repeat-post', 'same-ttl-post', 'unique-post'] as const;

@@ -17,21 +17,14 @@ import {
   type SimControl,
 } from '../test/support/index.ts';
 import { cpuPressure, cpuSample, machine, markdownTable, noise, Rows } from './lib/report.ts';
-import {
-  FULL,
-  QUICK,
-  addedLatency,
-  coldStart,
-  fanIn,
-  hotGet,
-  hotImage,
-  maintenanceUnderLoad,
-  repeatPost,
-  repeatPostSameTtl,
-  service,
-  uniquePosts,
-  type Ctx,
-} from './lib/scenarios.ts';
+import { FULL, QUICK, hotImage, service, type Ctx } from './lib/context.ts';
+import { addedLatency } from './scenarios/added-latency.ts';
+import { coldStart } from './scenarios/cold-start.ts';
+import { fanIn } from './scenarios/fan-in.ts';
+import { hotGet } from './scenarios/hot-get.ts';
+import { maintenanceUnderLoad } from './scenarios/maintenance.ts';
+import { repeatPost, repeatPostSameTtl } from './scenarios/repeat-post.ts';
+import { uniquePosts } from './scenarios/unique-posts.ts';
 import { onPath, round } from './lib/util.ts';
 
 const USAGE = `Usage: npm run bench -- [options]
