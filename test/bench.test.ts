@@ -75,6 +75,8 @@ describe('npm run bench', () => {
       '5 Cold start',
       '6 Maintenance under load',
       '7 Unique POSTs',
+      '8 Cluster fan-in',
+      '9 Cluster hot GET',
     ]) {
       expect(scenarios, `scenario ${s} missing from ${[...scenarios].join(', ')}`).toContain(s);
     }
@@ -87,6 +89,8 @@ describe('npm run bench', () => {
       'coldStart',
       'maintenance',
       'uniquePosts',
+      'clusterFanIn',
+      'clusterHotGet',
     ]) {
       expect(result.scenarios, `raw results of ${key}`).toHaveProperty(key);
     }
