@@ -77,6 +77,7 @@ describe('npm run bench', () => {
       '7 Unique POSTs',
       '8 Cluster fan-in',
       '9 Cluster hot GET',
+      '10 Redis memory per image',
     ]) {
       expect(scenarios, `scenario ${s} missing from ${[...scenarios].join(', ')}`).toContain(s);
     }
@@ -91,6 +92,7 @@ describe('npm run bench', () => {
       'uniquePosts',
       'clusterFanIn',
       'clusterHotGet',
+      'redisMemory',
     ]) {
       expect(result.scenarios, `raw results of ${key}`).toHaveProperty(key);
     }

@@ -24,6 +24,8 @@ export interface Params {
   fanInBudgetMs: number;
   /** Replicas in the cluster scenarios (8, 9), on one redis-server. */
   clusterReplicas: number;
+  /** New charts fetched to measure Redis memory per image (10). */
+  redisMemoryImages: number;
   addedLatencyMs: number;
   addedRounds: number;
   addedBudgetMs: number;
@@ -46,6 +48,7 @@ export const FULL: Params = {
   fanInLatencyMs: 1000,
   fanInBudgetMs: 100,
   clusterReplicas: 3,
+  redisMemoryImages: 200,
   addedLatencyMs: 200,
   addedRounds: 50,
   addedBudgetMs: 15,
@@ -72,6 +75,7 @@ export const QUICK: Params = {
   maintEntries: 5000,
   maintBaselineSec: 1.5,
   uniqueDurationSec: 2,
+  redisMemoryImages: 16,
 };
 
 export interface Ctx {
