@@ -24,7 +24,43 @@ describe('loadConfig', () => {
       kentikApiConcurrency: 4,
       cacheMaxBytes: undefined,
       debug: false,
+      cacheBackend: 'filesystem',
+      redisUrl: undefined,
+      redisKeyPrefix: 'kic:',
+      flightLease: 10,
     });
+  });
+
+  it('redis backend: REDIS_URL required, CACHE_PATH not; the password never shows', () => {
+    const redisBase = { KT_AUTH_EMAIL: 'a@b.c', KT_AUTH_TOKEN: 't', CACHE_BACKEND: 'redis' };
+    const c = loadConfig({ ...redisBase, REDIS_URL: 'redis://:pw-SECRET@redis:6379/2' });
+    expect(c).toMatchObject({ cacheBackend: 'redis', cachePath: '' });
+    expect(c.redisUrl?.reveal()).toBe('redis://:pw-SECRET@redis:6379/2');
+    expect(JSON.stringify(c)).not.toContain('pw-SECRET');
+    expect(inspect(c)).not.toContain('pw-SECRET');
+    expect(() => loadConfig(redisBase)).toThrow(/REDIS_URL is required/);
+    for (const bad of [
+      'http://:pw-SECRET@redis:6379',
+      'redis://:pw-SECRET@redis:6379/db',
+      'not a url pw-SECRET',
+      'redis://:pw-SECRET@redis:6379/?x=1',
+    ]) {
+      let err: unknown;
+      try {
+        loadConfig({ ...redisBase, REDIS_URL: bad, FLIGHT_LEASE: '0', CACHE_BACKEND: 'redis' });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ConfigError);
+      const text = (err as ConfigError).message;
+      expect(text).toContain('REDIS_URL');
+      expect(text).toContain('FLIGHT_LEASE');
+      expect(text).not.toContain('pw-SECRET');
+    }
+    expect(() => loadConfig({ ...base, CACHE_BACKEND: 'memcached' })).toThrow(/CACHE_BACKEND/);
+    expect(() => loadConfig({ ...base, REDIS_KEY_PREFIX: 'has space' })).toThrow(
+      /REDIS_KEY_PREFIX/,
+    );
   });
 
   it('lists every problem at once', () => {

@@ -18,6 +18,7 @@ import {
 } from '../coordination/coordinator.ts';
 import type { Entry, ErrorEntry, ImageEntry, PendingEntry } from '../domain/entry.ts';
 import { bytesDigest, queryHash } from '../domain/hash.ts';
+import { parseId } from '../domain/ids.ts';
 import { AppError, StorageError } from '../errors.ts';
 import type { KentikClient } from '../kentik/client.ts';
 import type { Metrics } from '../metrics.ts';
@@ -167,17 +168,25 @@ export class ImageCache {
   }
 
   async #lookup(id: string): Promise<Lookup> {
-    const entry = this.#finished.get(id) ?? (await this.#coordinator.getEntry(id));
-    if (!entry) return { kind: 'missing', reason: 'unknown' };
+    const remembered = this.#finished.get(id);
+    const entry = remembered ?? (await this.#coordinator.getEntry(id));
     const now = this.#now();
+    if (!entry) {
+      // Redis drops an entry the moment it expires: the id itself says whether that is why.
+      const expiresAt = parseId(id)?.expiresAt;
+      return {
+        kind: 'missing',
+        reason: expiresAt !== undefined && expiresAt <= now ? 'expired' : 'unknown',
+      };
+    }
     if (entry.expiresAt <= now) return { kind: 'missing', reason: 'expired' };
     if (entry.kind === 'pending') return { kind: 'pending', entry };
     this.#remember(entry);
     if (entry.kind === 'error') return { kind: 'error', entry };
     this.#coordinator.noteServed?.(entry.digest, now);
-    const bytes =
-      this.blobs.peek(entry.digest) ??
-      (await this.blobs.get(entry.digest, () => this.#loadBlob(entry.digest)));
+    const held = this.blobs.peek(entry.digest);
+    if (held && remembered) this.#metrics.memoryHits.inc();
+    const bytes = held ?? (await this.blobs.get(entry.digest, () => this.#loadBlob(entry.digest)));
     if (!bytes) {
       this.#log.warn({ id, digest: entry.digest }, 'image bytes missing or damaged; entry dropped');
       this.#finished.delete(id);

@@ -352,6 +352,27 @@ export function coordinatorContract(name: string, harness: CoordinatorHarness): 
           expect(await p.upstreamHeldUntil()).toBe(until);
         });
 
+        it('lost bytes are announced to the peer, which drops its copies', async () => {
+          const hash = hashOf('peer-drop');
+          const now = Date.now();
+          const { id, lease } = await miss(c, hash, 600_000, now);
+          const bytes = randomBytes(200);
+          const digest = bytesDigest(bytes);
+          await c.putBlob(digest, bytes, now + 10_000);
+          await c.settle(lease, imageOutcome(bytes), now);
+          await c.dropBlob(digest, 'damaged', id);
+          await expect
+            .poll(() =>
+              peerEvents.some(
+                (e) => e.type === 'deleted' && e.digests.includes(digest) && e.ids.includes(id),
+              ),
+            )
+            .toBe(true);
+          expect(await p.getEntry(id)).toBeUndefined();
+          expect(await p.getBlob(digest)).toBeUndefined();
+          expect((await p.counts(Date.now())).storedBytes).toBe(0);
+        });
+
         it('a released lease is announced so the peer can claim it at once', async () => {
           const hash = hashOf('handover');
           const { lease } = await miss(c, hash, 600_000);

@@ -109,6 +109,11 @@ export class LocalCoordinator implements Coordinator {
   readonly #leaseMs: number;
   readonly #cacheMaxBytes: number | undefined;
   #holdUntil = 0;
+  /** Live entries by kind, counted as they are indexed and removed. */
+  readonly #tally = { pending: 0, image: 0, error: 0 };
+  /** No indexed entry expires before this (a lower bound). */
+  #earliestExpiry = Infinity;
+  #minSinceScan = Infinity;
   #dirty = true;
   #storedBytes = 0;
   #passes = 0;
@@ -323,6 +328,9 @@ export class LocalCoordinator implements Coordinator {
   }
 
   async counts(now: number): Promise<Counts> {
+    // Until the first indexed entry expires, the running tallies are exact: O(1), so /readyz and
+    // a scrape cost nothing however large the cache. After that, count (until maintenance).
+    if (now < this.#earliestExpiry) return { ...this.#tally, storedBytes: this.#storedBytes };
     const counts = { pending: 0, image: 0, error: 0, storedBytes: this.#storedBytes };
     let n = 0;
     for (const e of this.#entries.values()) {
@@ -367,7 +375,11 @@ export class LocalCoordinator implements Coordinator {
 
   async maintain(now: number): Promise<MaintenanceReport> {
     const expiredIds: string[] = [];
-    for (const e of this.#entries.values()) if (e.expiresAt <= now) expiredIds.push(e.id);
+    let earliest = Infinity;
+    for (const e of this.#entries.values()) {
+      if (e.expiresAt <= now) expiredIds.push(e.id);
+      else if (e.expiresAt < earliest) earliest = e.expiresAt;
+    }
     for (let i = 0; i < expiredIds.length; i += SLICE) {
       const slice = expiredIds.slice(i, i + SLICE);
       this.#metrics.expired.inc(slice.length);
@@ -375,6 +387,9 @@ export class LocalCoordinator implements Coordinator {
       await yieldToLoop();
     }
     this.#pruneGroups(now);
+    // Entries indexed during the slices above lowered it already; never raise it past them.
+    this.#earliestExpiry = Math.max(this.#earliestExpiry, Math.min(earliest, this.#minSinceScan));
+    this.#minSinceScan = Infinity;
 
     let evicted = 0;
     if (this.#cacheMaxBytes !== undefined) evicted = await this.#evictToFit(this.#cacheMaxBytes);
@@ -535,6 +550,10 @@ export class LocalCoordinator implements Coordinator {
       this.#seqOf.set(entry.id, seq);
     }
     this.#entries.set(entry.id, entry);
+    if (previous) this.#tally[previous.kind]--;
+    this.#tally[entry.kind]++;
+    if (entry.expiresAt < this.#earliestExpiry) this.#earliestExpiry = entry.expiresAt;
+    if (entry.expiresAt < this.#minSinceScan) this.#minSinceScan = entry.expiresAt;
     let group = this.#groups.get(entry.hash);
     if (!group) this.#groups.set(entry.hash, (group = { ids: new Set() }));
     group.ids.add(entry.id);
@@ -559,6 +578,7 @@ export class LocalCoordinator implements Coordinator {
     if (!entry) return;
     this.#dirty = true;
     this.#entries.delete(id);
+    this.#tally[entry.kind]--;
     this.#seqOf.delete(id);
     this.#unindexBlob(entry);
     const group = this.#groups.get(entry.hash);

@@ -4,7 +4,7 @@
  * failures the cluster must survive: kill -9, a restart on the same port and dir (with its data,
  * or empty), commands through redis-cli (`CLIENT KILL TYPE pubsub`, `INFO memory`, `FLUSHALL`).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startChild, type Child } from './process.ts';
@@ -34,8 +34,10 @@ export interface RedisServer {
   cli(...args: string[]): Promise<string>;
   /** `INFO section` as key → value. */
   info(section?: string): Promise<Record<string, string>>;
-  /** kill -9: no shutdown, no final save. */
-  kill(): Promise<void>;
+  /** kill -9 by default (no shutdown, no final save), or another signal; waits for the exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** The running process (changes with each restart). */
+  readonly proc: ChildProcess | undefined;
   /** Starts it again on the same port and dir (after kill/shutdown); `empty` deletes its data first. */
   restart(opts?: { empty?: boolean }): Promise<void>;
   /** Stops it (if running) and deletes its dir. */
@@ -104,9 +106,9 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> 
       );
     });
 
-  const kill = async (): Promise<void> => {
+  const kill = async (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> => {
     if (!child) return;
-    await child.stop('SIGKILL');
+    await child.stop(signal, 10_000);
   };
 
   await launch();
@@ -117,6 +119,9 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> 
     dir,
     url: `redis://${opts.password ? `:${encodeURIComponent(opts.password)}@` : ''}${host}:${port}`,
     pid: () => child?.pid ?? -1,
+    get proc() {
+      return child?.proc;
+    },
     get output() {
       return runs.flatMap((c) => c.output);
     },
