@@ -17,6 +17,7 @@ export async function redisReplicas(
   redis: RedisServer,
   n: number,
   prefix: string,
+  env: Record<string, string> = {},
 ): Promise<ServiceProc[]> {
   const svcs = await Promise.all(
     Array.from({ length: n }, () =>
@@ -24,7 +25,7 @@ export async function redisReplicas(
         sim: ctx.sim,
         fromSource: ctx.fromSource,
         profileDir: ctx.profileDir,
-        env: { CACHE_BACKEND: 'redis', REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix },
+        env: { CACHE_BACKEND: 'redis', REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, ...env },
       }),
     ),
   );
