@@ -142,4 +142,36 @@ describe('Redis down and back', () => {
     }
     // (test/helpers/no-secret.setup.ts checks the same for every service of every test file.)
   });
+
+  it('Redis full (maxmemory, noeviction): new images fail with 507, stored ones are still served', async () => {
+    const [a, b] = c.replicas;
+    const id = await requestImage(a!.url, kentikQuery('full stored'), 600);
+    const stored = await getImage(a!.url, id);
+    expect(stored.status).toBe(200);
+    const used = Number((await c.redis.info('memory')).used_memory);
+    // Room for entries, not for another image of ~90 KB.
+    await c.redis.cli('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+    await c.redis.cli('CONFIG', 'SET', 'maxmemory', String(used + 40_000));
+    try {
+      const r = await postJson(`${b!.url}/requests`, {
+        api_query: kentikQuery('full refused'),
+        ttl: 600,
+      });
+      if (r.status === 200) {
+        const img = await getImage(b!.url, r.json.id);
+        expect(img.status, JSON.stringify(img.json)).toBe(507);
+        expect(img.json).toMatchObject({ type: expect.any(String), msg: expect.any(String) });
+      } else {
+        expect(r.status, JSON.stringify(r.json)).toBe(503);
+        expect(r.headers.get('retry-after')).toMatch(/^\d+$/);
+      }
+      for (const replica of [a!, b!]) {
+        const again = await getImage(replica.url, id);
+        expect(again.status).toBe(200);
+        expect(sha256(again.bytes)).toBe(sha256(stored.bytes));
+      }
+    } finally {
+      await c.redis.cli('CONFIG', 'SET', 'maxmemory', '0');
+    }
+  });
 });
