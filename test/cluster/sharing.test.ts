@@ -101,6 +101,36 @@ describe('three replicas on one Redis', () => {
     expect((await getImage(b!.url, id2)).status).toBe(200);
   });
 
+  it('a waiter is woken even when no wake-up message can arrive at all (pub/sub refused)', async () => {
+    // Reconnecting subscribers may be quick enough to catch the message of the test above; here
+    // they cannot subscribe again until the end, so only the slow re-check can wake the GET.
+    await c.sim.setLatency(1000);
+    const q = kentikQuery('cluster pubsub refused');
+    const [a, b] = c.replicas;
+    const id = await requestImage(a!.url, q, 300);
+    const waiting = getImage(b!.url, id);
+    await until('the GET to wait on B', async () =>
+      (await metric(b!.url, 'kic_waiters')) > 0 ? true : undefined,
+    );
+    await c.redis.cli('ACL', 'SETUSER', 'default', '-subscribe', '-psubscribe', '-ssubscribe');
+    try {
+      await c.redis.cli('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      const res = await waiting;
+      expect(res.status).toBe(200);
+      const [digest] = await upstreamDigests(c.sim, queryHash(q));
+      expect(sha256(res.bytes)).toBe(digest);
+      expect(await c.redis.cli('CLIENT', 'LIST', 'TYPE', 'pubsub')).toBe('');
+    } finally {
+      await c.redis.cli('ACL', 'SETUSER', 'default', '+subscribe', '+psubscribe', '+ssubscribe');
+    }
+    // Connections dropped once more (as after a network blip): every replica subscribes again.
+    await c.redis.cli('CLIENT', 'KILL', 'TYPE', 'normal');
+    await until('every replica to resubscribe', async () => {
+      const subscribers = await c.redis.cli('CLIENT', 'LIST', 'TYPE', 'pubsub');
+      return subscribers.split('\n').filter(Boolean).length >= c.replicas.length ? true : undefined;
+    });
+  });
+
   it('POST answers in Redis mode carry the same errors as in filesystem mode', async () => {
     const r = await postJson(`${c.replicas[1]!.url}/requests`, { api_query: 'nope' });
     expect(r.status).toBe(400);
