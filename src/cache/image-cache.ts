@@ -274,12 +274,9 @@ export class ImageCache {
 
   #onEvent(event: CoordinatorEvent): void {
     switch (event.type) {
-      case 'settled': {
-        const ids = event.ids ?? this.waiters.idsOf(event.hash);
-        for (const id of ids) this.waiters.notify(id);
-        this.events.emit('settled', ids, event.hash);
+      case 'settled':
+        void this.#wake(event.hash, event.ids);
         return;
-      }
       case 'deleted':
         for (const id of event.ids) this.#finished.delete(id);
         for (const d of event.digests) this.blobs.forget(d);
@@ -303,6 +300,32 @@ export class ImageCache {
         }
         return;
     }
+  }
+
+  /**
+   * A flight settled. The results of every id waiting here are read in one round trip and the
+   * bytes once, before the waiters are woken: hundreds of them then answer from memory.
+   */
+  async #wake(hash: string, ids: string[] | undefined): Promise<void> {
+    const waiting = ids ? ids.filter((id) => this.waiters.has(id)) : this.waiters.idsOf(hash);
+    try {
+      if (waiting.length > 0) {
+        let digest: string | undefined;
+        for (const e of await this.#coordinator.getEntries(waiting)) {
+          if (!e || e.kind === 'pending') continue;
+          this.#remember(e);
+          if (e.kind === 'image') digest = e.digest;
+        }
+        if (digest !== undefined) {
+          const d = digest;
+          await this.blobs.get(d, () => this.#loadBlob(d));
+        }
+      }
+    } catch {
+      // Each waiter looks for itself and answers what it finds.
+    }
+    for (const id of waiting) this.waiters.notify(id);
+    this.events.emit('settled', ids ?? waiting, hash);
   }
 
   /** Wakes the waiters of `id` if it is no longer pending (or cannot be checked now). */

@@ -52,6 +52,10 @@ export class Waiters {
     for (const id of [...this.#byId.keys()]) this.notify(id);
   }
 
+  has(id: string): boolean {
+    return this.#byId.has(id);
+  }
+
   /** Ids with at least one waiter. */
   waitingIds(): string[] {
     return [...this.#byId.keys()];

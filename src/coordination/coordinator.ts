@@ -23,6 +23,8 @@ export interface Coordinator {
    */
   decide(input: DecideInput): Promise<Decision>;
   getEntry(id: string): Promise<Entry | undefined>;
+  /** Several entries in one round trip, in the order asked. */
+  getEntries(ids: string[]): Promise<Array<Entry | undefined>>;
   /** Optional, synchronous: an image was served (for least-recently-served eviction). */
   noteServed?(digest: string, now: number): void;
 

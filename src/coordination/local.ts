@@ -220,6 +220,10 @@ export class LocalCoordinator implements Coordinator {
     return this.#entries.get(id);
   }
 
+  getEntries(ids: string[]): Promise<Array<Entry | undefined>> {
+    return Promise.all(ids.map((id) => this.getEntry(id)));
+  }
+
   async renewLease(lease: Lease, now: number): Promise<boolean> {
     const flight = this.#groups.get(lease.hash)?.flight;
     if (flight?.token !== lease.token) return false;

@@ -112,7 +112,7 @@ export class RedisCoordinator implements Coordinator {
       // No cause attached: the client's error objects hold its options, and so the URL.
       // eslint-disable-next-line preserve-caught-error
       throw new Error(
-        `Cannot reach Redis (REDIS_URL): ${(err as Error).message}. Check that Redis runs and REDIS_URL points to it.`,
+        `Cannot reach Redis (REDIS_URL): ${(err as Error).message}${this.#lastError ? ` (last error: ${this.#lastError})` : ''}. Check that Redis runs, that REDIS_URL points to it, and its password.`,
       );
     } finally {
       clearTimeout(timer);
@@ -170,6 +170,24 @@ export class RedisCoordinator implements Coordinator {
       this.#log.warn({ id, err: (err as Error).message }, 'unreadable entry in Redis; ignored');
       return undefined;
     }
+  }
+
+  async getEntries(ids: string[]): Promise<Array<Entry | undefined>> {
+    const valid = ids.filter((id) => ID_PATTERN.test(id));
+    if (valid.length === 0) return ids.map(() => undefined);
+    const texts = (await this.#cmd(['MGET', ...valid.map((id) => `${this.#P}e:${id}`)])) as Array<
+      string | null
+    >;
+    const byId = new Map<string, Entry>();
+    texts.forEach((text, i) => {
+      if (!text) return;
+      try {
+        byId.set(valid[i]!, decodeEntry(text));
+      } catch {
+        // reported when the id itself is asked for
+      }
+    });
+    return ids.map((id) => byId.get(id));
   }
 
   async renewLease(lease: Lease, now: number): Promise<boolean> {
