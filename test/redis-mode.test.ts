@@ -57,7 +57,13 @@ beforeEach(() => sim.reset());
 describe('one replica on Redis', () => {
   let svc: Service;
   beforeAll(async () => {
-    svc = await replica();
+    svc = await replica({ DEBUG: '1' });
+  });
+
+  it('prints its effective settings with the Redis URL redacted', async () => {
+    const line = await svc.waitForLog((l) => l.msg === 'effective settings');
+    expect((line.settings as Record<string, unknown>).redisUrl).toBe('[REDACTED]');
+    expect(JSON.stringify(line)).not.toContain(PASSWORD);
   });
 
   it('requests, shares and serves images through Redis; hot GETs come from memory', async () => {

@@ -18,7 +18,6 @@ import {
 } from '../coordination/coordinator.ts';
 import type { Entry, ErrorEntry, ImageEntry, PendingEntry } from '../domain/entry.ts';
 import { bytesDigest, queryHash } from '../domain/hash.ts';
-import { parseId } from '../domain/ids.ts';
 import { AppError, StorageError } from '../errors.ts';
 import type { KentikClient } from '../kentik/client.ts';
 import type { Metrics } from '../metrics.ts';
@@ -171,14 +170,8 @@ export class ImageCache {
     const remembered = this.#finished.get(id);
     const entry = remembered ?? (await this.#coordinator.getEntry(id));
     const now = this.#now();
-    if (!entry) {
-      // Redis drops an entry the moment it expires: the id itself says whether that is why.
-      const expiresAt = parseId(id)?.expiresAt;
-      return {
-        kind: 'missing',
-        reason: expiresAt !== undefined && expiresAt <= now ? 'expired' : 'unknown',
-      };
-    }
+    // Unknown also when Redis already dropped it at its expiry: the message says both.
+    if (!entry) return { kind: 'missing', reason: 'unknown' };
     if (entry.expiresAt <= now) return { kind: 'missing', reason: 'expired' };
     if (entry.kind === 'pending') return { kind: 'pending', entry };
     this.#remember(entry);
@@ -401,11 +394,16 @@ export class ImageCache {
     renew.unref();
 
     let outcome: Outcome;
+    let result: SettleResult;
     try {
-      outcome = await this.#fetch(lease, signal, (s) => (slot = s));
+      try {
+        outcome = await this.#fetch(lease, signal, (s) => (slot = s));
+      } finally {
+        await slot?.release().catch(() => {});
+      }
+      // Still renewing while the result is stored: a slow write must not cost the lease.
+      result = await this.#settle(lease, outcome);
     } catch (err) {
-      clearInterval(renew);
-      await slot?.release().catch(() => {});
       if (leaseLost) {
         this.#log.warn({ hash: lease.hash }, 'fetch abandoned: its lease was taken over');
         return;
@@ -415,12 +413,17 @@ export class ImageCache {
         await this.#coordinator.releaseLease(lease).catch(() => {});
         return;
       }
+      if (err instanceof CoordinatorUnavailableError) {
+        this.#log.warn(
+          { hash: lease.hash, err: err.message },
+          'fetch result dropped: the shared index stayed unreachable; the flight is fetched again once its lease runs out',
+        );
+        return;
+      }
       throw err;
+    } finally {
+      clearInterval(renew);
     }
-    clearInterval(renew);
-    await slot?.release().catch(() => {});
-
-    const result = await this.#settle(lease, outcome);
     this.#metrics.settles.inc({ outcome: result.accepted ? 'accepted' : 'rejected' });
     if (!result.accepted) {
       this.#log.warn({ hash: lease.hash }, 'late result rejected: the flight was taken over');
@@ -462,9 +465,13 @@ export class ImageCache {
     }
     const digest = bytesDigest(image.bytes);
     try {
-      await this.#coordinator.putBlob(digest, image.bytes, this.#now() + 2 * this.#leaseMs);
+      await this.#retryWhileUnavailable(() =>
+        this.#coordinator.putBlob(digest, image.bytes, this.#now() + 2 * this.#leaseMs),
+      );
     } catch (err) {
-      if (signal.aborted) throw err;
+      // Redis stayed away: no result is better than a wrong one. The lease runs out and whoever
+      // holds the flight next fetches again.
+      if (signal.aborted || err instanceof CoordinatorUnavailableError) throw err;
       const code = err instanceof StoreWriteError ? err.code : undefined;
       this.#metrics.storeErrors.inc({ code: code ?? 'unknown' });
       this.#log.error({ id: lease.id, err: (err as Error).message }, 'could not store image');
@@ -504,11 +511,15 @@ export class ImageCache {
   }
 
   /** Settles, retrying while the index is unreachable, as long as the lease could still hold. */
-  async #settle(lease: Lease, outcome: Outcome): Promise<SettleResult> {
+  #settle(lease: Lease, outcome: Outcome): Promise<SettleResult> {
+    return this.#retryWhileUnavailable(() => this.#coordinator.settle(lease, outcome, this.#now()));
+  }
+
+  async #retryWhileUnavailable<T>(op: () => Promise<T>): Promise<T> {
     const giveUpAt = this.#now() + this.#leaseMs;
     for (;;) {
       try {
-        return await this.#coordinator.settle(lease, outcome, this.#now());
+        return await op();
       } catch (err) {
         if (!(err instanceof CoordinatorUnavailableError) || this.#now() > giveUpAt) throw err;
         await sleep(SETTLE_RETRY_MS);

@@ -234,6 +234,32 @@ export function coordinatorContract(name: string, harness: CoordinatorHarness): 
       expect(active.entries).toHaveLength(5);
     });
 
+    it('maintenance forgets expired ids and the bytes only they used', async () => {
+      const hash = hashOf('maintain');
+      const now = Date.now();
+      const { id, lease } = await miss(c, hash, 400, now);
+      const bytes = randomBytes(1234);
+      await c.putBlob(bytesDigest(bytes), bytes, now + 400);
+      // Fetched long ago: REUSE_WINDOW does not keep the bytes either.
+      const old = now - REUSE_WINDOW_SECONDS * 1000 - 1000;
+      await c.settle(lease, imageOutcome(bytes, old), now);
+      expect(await c.counts(Date.now())).toMatchObject({ image: 1, storedBytes: 1234 });
+      let expired = 0;
+      await expect
+        .poll(
+          async () => {
+            expired += (await c.maintain(Date.now())).expired;
+            return (await c.counts(Date.now())).storedBytes;
+          },
+          { interval: 100, timeout: 5000 },
+        )
+        .toBe(0);
+      expect(expired).toBe(1);
+      expect(await c.counts(Date.now())).toMatchObject({ image: 0, pending: 0 });
+      expect(await c.getEntry(id)).toBeUndefined();
+      expect((await c.page({ limit: 10 }, Date.now())).entries).toEqual([]);
+    });
+
     it(`limits upstream slots to ${CONCURRENCY} at once and holds calls back after a Retry-After`, async () => {
       const a = await c.acquireSlot();
       const b = await c.acquireSlot();
