@@ -79,7 +79,8 @@ describe('one replica on Redis', () => {
     }
     expect(calls(q)).toBe(1);
     const info = await getJson(`${svc.url}/info?limit=1000`);
-    expect(info.active_count).toBeGreaterThanOrEqual(20);
+    // Some POSTs may be hits (an id already made with a longer ttl): count distinct ids.
+    expect(info.active_count).toBeGreaterThanOrEqual(new Set(ids).size);
     expect(info.active_entries.map((e: { id: string }) => e.id)).toEqual(
       expect.arrayContaining(ids),
     );
