@@ -32,6 +32,12 @@ export function startBenchService(opts: ServiceOptions): Promise<ServiceProc> {
       KT_AUTH_EMAIL: opts.sim.email,
       KT_AUTH_TOKEN: opts.sim.token,
       LOG_LEVEL: 'warn',
+      // Benchmarks measure throughput, not admission control: no per-client limit or queue cap
+      // (settings of the admission control, where it exists).
+      RATE_LIMIT_MAX: '0',
+      MAX_PENDING: '1000000',
+      MAX_CONNECTIONS: '100000',
+      MAX_CONNECTIONS_PER_ADDRESS: '0',
       ...opts.env,
     },
     {

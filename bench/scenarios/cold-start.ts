@@ -39,6 +39,7 @@ export async function coldStart(ctx: Ctx): Promise<{ generationMsPerEntry: numbe
   const store = new FsStore(snapDir);
   await store.open();
   await store.checkpoint(ds2.entries);
+  await store.close(); // releases anything it holds on CACHE_PATH before the service starts there
   const snap = await readiness(ctx, snapDir);
 
   const live = ds.counts.image + ds.counts.error + ds.counts.pending;

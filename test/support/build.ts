@@ -22,8 +22,8 @@ let built: Promise<string> | undefined;
  * a second instead of three under tsx, which matters to tests that restart it dozens of times.
  *
  * The file goes to `<tmp>/kic-build-<sha256 of its content>/dist/bin/server.mjs`, next to links to
- * `node_modules` and `assets`, so package imports and `../../assets/favicon.ico` resolve exactly as
- * from `dist/`. Content-addressed: every test file and every run with the same sources shares one
+ * `node_modules`, `assets` and `examples`, so package imports and `../../assets/favicon.ico`
+ * resolve exactly as from `dist/`. Content-addressed: every test file and every run with the same sources shares one
  * directory, and nothing needs cleaning up after a run.
  */
 export function buildService(): Promise<string> {
@@ -48,7 +48,7 @@ export function buildService(): Promise<string> {
     const outfile = path.join(dir, 'dist', 'bin', 'server.mjs');
     if (!existsSync(outfile)) {
       mkdirSync(path.dirname(outfile), { recursive: true });
-      for (const name of ['node_modules', 'assets']) {
+      for (const name of ['node_modules', 'assets', 'examples']) {
         try {
           symlinkSync(path.join(ROOT, name), path.join(dir, name));
         } catch (err) {
