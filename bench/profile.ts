@@ -10,8 +10,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UNIQUE_MARKER, pickLoadTool, type LoadSpec } from './lib/load.ts';
-import { ROOT, cpuMsOf, ensureBuild, startService, startSimulator, tempDir } from './lib/procs.ts';
-import { FULL, hotImage, withTitle, type Ctx } from './lib/scenarios.ts';
+import {
+  ROOT,
+  cpuMsOf,
+  ensureBuild,
+  startSimulatorProcess as startSimulator,
+  tempDir,
+} from '../test/support/index.ts';
+import { startBenchService as startService } from './lib/service.ts';
+import { FULL, hotImage, withTitle, type Ctx } from './lib/context.ts';
 import { summarise } from './profile-summary.ts';
 
 const WORKLOADS = ['hot-get', 'repeat-post', 'same-ttl-post', 'unique-post'] as const;

@@ -10,23 +10,24 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pickLoadTool } from './lib/load.ts';
-import { ROOT, ensureBuild, startSimulator, type SimControl } from './lib/procs.ts';
-import { cpuPressure, cpuSample, machine, markdownTable, noise, Rows } from './lib/report.ts';
 import {
-  FULL,
-  QUICK,
-  addedLatency,
-  coldStart,
-  fanIn,
-  hotGet,
-  hotImage,
-  maintenanceUnderLoad,
-  repeatPost,
-  repeatPostSameTtl,
-  service,
-  uniquePosts,
-  type Ctx,
-} from './lib/scenarios.ts';
+  ROOT,
+  ensureBuild,
+  startSimulatorProcess as startSimulator,
+  type SimControl,
+} from '../test/support/index.ts';
+import { cpuPressure, cpuSample, machine, markdownTable, noise, Rows } from './lib/report.ts';
+import { FULL, QUICK, hotImage, service, type Ctx } from './lib/context.ts';
+import { addedLatency } from './scenarios/added-latency.ts';
+import { clusterFanIn } from './scenarios/cluster-fan-in.ts';
+import { clusterHotGet } from './scenarios/cluster-hot-get.ts';
+import { coldStart } from './scenarios/cold-start.ts';
+import { fanIn } from './scenarios/fan-in.ts';
+import { hotGet } from './scenarios/hot-get.ts';
+import { maintenanceUnderLoad } from './scenarios/maintenance.ts';
+import { redisMemory } from './scenarios/redis-memory.ts';
+import { repeatPost, repeatPostSameTtl } from './scenarios/repeat-post.ts';
+import { uniquePosts } from './scenarios/unique-posts.ts';
 import { onPath, round } from './lib/util.ts';
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -35,7 +36,9 @@ Runs every scenario in one run and prints a markdown table (scenario, figure, va
 result); raw results go to bench/results/latest.json. Builds the service first if dist/ is stale.
 
 Scenarios: 1 hot GET (vs nginx and a bare node:http server), 2 repeat POST (rule 1; 2b: same ttl,
-rule 2), 3 fan-in, 4 added latency, 5 cold start, 6 maintenance under load, 7 unique POSTs.
+rule 2), 3 fan-in, 4 added latency, 5 cold start, 6 maintenance under load, 7 unique POSTs,
+8 cluster fan-in (3 replicas on one redis-server), 9 cluster hot GET (Redis mode vs filesystem),
+10 Redis memory per image (capacity).
 
 Options:
   --quick               short version (seconds per scenario, smaller data sets): proves the harness
@@ -51,7 +54,8 @@ Options:
   --out FILE            where to write the JSON (default bench/results/latest.json)
   --help                this text
 
-Needs nothing but npm install; nginx and wrk are used when present (apt-get install nginx-light wrk).
+Needs npm install and redis-server (scenarios 8-10); nginx and wrk are used when present
+(apt-get install redis-server nginx-light wrk).
 Numbers vary with the machine and whatever else runs on it: the JSON records the load average.
 Nothing fails on a number: the exit code is 1 only when the harness itself broke.`;
 
@@ -190,6 +194,9 @@ async function main(): Promise<number> {
       );
     if (wants('6'))
       await step('6 Maintenance under load', () => maintenanceUnderLoad(c, hotGetRps, perEntry));
+    if (wants('8')) await step('8 Cluster fan-in', () => clusterFanIn(c));
+    if (wants('9')) await step('9 Cluster hot GET', () => clusterHotGet(c));
+    if (wants('10')) await step('10 Redis memory per image', () => redisMemory(c));
   } finally {
     for (const fn of cleanup.reverse()) await Promise.resolve(fn()).catch(() => undefined);
     await sim?.stop();

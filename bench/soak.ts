@@ -11,8 +11,8 @@ import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { queryHash } from '../src/domain/hash.ts';
 import { startSimulator } from 'kentik-simulator';
-import { buildService } from '../test/helpers/build.ts';
-import { kentikQuery, removeDir, startService, TEST_TOKEN } from '../test/helpers/service.ts';
+import { buildService } from '../test/support/build.ts';
+import { kentikQuery, removeDir, startService, TEST_TOKEN } from '../test/support/index.ts';
 
 const USAGE = `Usage: npm run soak -- [options]
 

@@ -12,7 +12,7 @@ import {
   requestImage,
   startService,
   type Service,
-} from './helpers/service.ts';
+} from './support/index.ts';
 
 const ID = /^[0-9a-f]{64}_\d+(\.\d+)?$/;
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { removeDir, tempDir } from './helpers/service.ts';
+import { removeDir, tempDir } from './support/index.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -75,6 +75,9 @@ describe('npm run bench', () => {
       '5 Cold start',
       '6 Maintenance under load',
       '7 Unique POSTs',
+      '8 Cluster fan-in',
+      '9 Cluster hot GET',
+      '10 Redis memory per image',
     ]) {
       expect(scenarios, `scenario ${s} missing from ${[...scenarios].join(', ')}`).toContain(s);
     }
@@ -87,6 +90,9 @@ describe('npm run bench', () => {
       'coldStart',
       'maintenance',
       'uniquePosts',
+      'clusterFanIn',
+      'clusterHotGet',
+      'redisMemory',
     ]) {
       expect(result.scenarios, `raw results of ${key}`).toHaveProperty(key);
     }

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryHash } from '../src/domain/hash.ts';
 import { startSimulator, type Simulator } from 'kentik-simulator';
-import { buildService } from './helpers/build.ts';
+import { buildService } from './support/build.ts';
 import {
   getJson,
   kentikQuery,
@@ -19,7 +19,7 @@ import {
   tempDir,
   type LogLine,
   type Service,
-} from './helpers/service.ts';
+} from './support/index.ts';
 
 const KILLS = 20;
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');

@@ -13,7 +13,7 @@ import {
   startService,
   tempDir,
   type Service,
-} from './helpers/service.ts';
+} from './support/index.ts';
 
 /**
  * A real full disk: a 4 MiB tmpfs mounted for the test (needs root; CI runs as root). Where

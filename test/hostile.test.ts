@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ID_PATTERN } from '../src/domain/ids.ts';
 import { startSimulator, type Simulator } from 'kentik-simulator';
-import { buildService } from './helpers/build.ts';
+import { buildService } from './support/build.ts';
 import {
   getImage,
   kentikQuery,
@@ -22,7 +22,7 @@ import {
   startService,
   TEST_TOKEN,
   type Service,
-} from './helpers/service.ts';
+} from './support/index.ts';
 
 const SPY = path.join(import.meta.dirname, 'helpers', 'fs-spy.mjs');
 const SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox";

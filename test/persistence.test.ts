@@ -13,7 +13,7 @@ import {
   requestImage,
   startService,
   tempDir,
-} from './helpers/service.ts';
+} from './support/index.ts';
 
 let sim: Simulator;
 let n = 0;

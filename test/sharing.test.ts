@@ -10,7 +10,7 @@ import {
   requestImage,
   startService,
   type Service,
-} from './helpers/service.ts';
+} from './support/index.ts';
 
 let sim: Simulator;
 let svc: Service;

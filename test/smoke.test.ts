@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from 'kentik-simulator';
-import { startService, tempDir, type Service } from './helpers/service.ts';
+import { startService, tempDir, type Service } from './support/index.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 

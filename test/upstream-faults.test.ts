@@ -15,7 +15,7 @@ import {
   requestImage,
   startService,
   type Service,
-} from './helpers/service.ts';
+} from './support/index.ts';
 
 const RETRIES = 2;
 /** Long enough for the in-process simulator to render a chart on a busy machine. */

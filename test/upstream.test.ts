@@ -10,7 +10,7 @@ import {
   requestImage,
   startService,
   type Service,
-} from './helpers/service.ts';
+} from './support/index.ts';
 
 const RETRIES = 2;
 // Per-attempt timeout. Longer than the simulator takes to draw a new chart on a loaded two-core

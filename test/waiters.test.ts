@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryHash } from '../src/domain/hash.ts';
 import { startSimulator, type Simulator } from 'kentik-simulator';
-import { buildService } from './helpers/build.ts';
+import { buildService } from './support/build.ts';
 import {
   kentikQuery,
   metric,
@@ -24,7 +24,7 @@ import {
   startService,
   TEST_TOKEN,
   type Service,
-} from './helpers/service.ts';
+} from './support/index.ts';
 
 const CLIENTS = 2000;
 /** Connections opened at once: well inside the listen backlog (511). */

@@ -1,28 +1,7 @@
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export { sleep };
-
-/**
- * Monotonic milliseconds from CLOCK_MONOTONIC: the same clock in every process on the machine,
- * so a time taken in the simulator's process compares with one taken here.
- */
-export function monoMs(): number {
-  return Number(process.hrtime.bigint() / 1000n) / 1000;
-}
-
-/** A port nobody listens on right now (the kernel picks it; tiny race, loopback only). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort, monoMs, onPath } from '../../test/support/index.ts';
 
 /** Nearest-rank percentile of unsorted numbers; NaN for none. */
 export function percentile(values: readonly number[], p: number): number {
@@ -60,21 +39,4 @@ export async function waitFor<T>(
       );
     await sleep(everyMs);
   }
-}
-
-/** `which`: the absolute path of an executable on PATH, or undefined. */
-export async function onPath(name: string): Promise<string | undefined> {
-  const { access, constants } = await import('node:fs/promises');
-  const path = await import('node:path');
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (!dir) continue;
-    const file = path.join(dir, name);
-    try {
-      await access(file, constants.X_OK);
-      return file;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
 }

@@ -32,7 +32,7 @@ export function teardown(): void {
     process.exitCode = 1;
     throw new Error(
       `tests left ${left.length} kic-* temporary director${left.length === 1 ? 'y' : 'ies'} behind: ${left.slice(0, 10).join(', ')}. ` +
-        'Make them with tempDir() from test/helpers/service.ts (removed after each file) or remove them in afterAll.',
+        'Make them with tempDir() from test/support/tmp.ts (removed after each file) or remove them in afterAll.',
     );
   }
 }

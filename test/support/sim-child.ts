@@ -4,13 +4,13 @@
  * when its answer was handed back (CLOCK_MONOTONIC, comparable with the parent's clock); this is
  * how "within 100 ms after the upstream answer" and "added latency" are measured. The simulator
  * renders charts with tens of ms of CPU each, so it lives in its own process, away from the load
- * generator. Controlled by the parent over IPC (see SimControl in procs.ts).
+ * generator. Controlled by the parent over IPC (see SimControl in simulator.ts).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { queryHash } from '../../src/domain/hash.ts';
 import { CHART_PATH, startSimulator } from 'kentik-simulator';
-import { monoMs } from './util.ts';
+import { monoMs } from './clock.ts';
 
 export interface UpstreamCall {
   hash: string | null;
@@ -21,7 +21,11 @@ export interface UpstreamCall {
 }
 
 const latencyMs = Number(process.env.SIM_LATENCY_MS ?? 0);
-const sim = await startSimulator({ faults: { latencyMs } });
+const sim = await startSimulator({
+  faults: { latencyMs },
+  ...(process.env.SIM_EMAIL ? { email: process.env.SIM_EMAIL } : {}),
+  ...(process.env.SIM_TOKEN ? { token: process.env.SIM_TOKEN } : {}),
+});
 const simUrl = new URL(sim.url);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 const calls: UpstreamCall[] = [];
@@ -144,6 +148,8 @@ type Command =
   | { id: number; cmd: 'setFaults'; arg: Record<string, unknown> }
   | { id: number; cmd: 'calls'; arg: { since: number } }
   | { id: number; cmd: 'stats' }
+  | { id: number; cmd: 'script'; arg: { outcomes: unknown[] } }
+  | { id: number; cmd: 'reset' }
   | { id: number; cmd: 'warm'; arg: { queries: unknown[] } }
   | { id: number; cmd: 'cpu' }
   | { id: number; cmd: 'canned'; arg: { png?: string } };
@@ -159,10 +165,16 @@ process.on('message', (msg: Command) => {
         return reply(null);
       case 'calls':
         return reply({ calls: calls.slice(msg.arg.since), next: calls.length });
-      case 'stats': {
-        const s = sim.stats();
-        return reply({ total: s.total, byStatus: s.byStatus });
-      }
+      case 'stats':
+        return reply(sim.stats());
+      case 'script':
+        sim.script(msg.arg.outcomes as Parameters<typeof sim.script>[0]);
+        return reply(null);
+      case 'reset':
+        // Faults, script and counters back to the start; the proxy's call log too.
+        sim.reset();
+        calls.length = 0;
+        return reply(null);
       case 'cpu': {
         const u = process.cpuUsage();
         return reply({ userMs: u.user / 1000, systemMs: u.system / 1000 });

@@ -1,0 +1,125 @@
+/** 3. Fan-in: many clients POST the same new query at once and wait for its image: one upstream call, and the last client served soon after the upstream answer. */
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import { queryHash } from '../../src/domain/hash.ts';
+import { type Ctx, type ServiceProc, load1, withTitle } from '../lib/context.ts';
+import { request } from '../lib/http.ts';
+import { fmt } from '../lib/report.ts';
+import { monoMs, percentile, round } from '../lib/util.ts';
+
+interface Client {
+  postMs: number;
+  doneMs: number;
+  status: number;
+  body: Buffer;
+}
+
+export function fanIn(ctx: Ctx, svc: ServiceProc): Promise<void> {
+  return fanInOver(ctx, [svc], { scenario: '3 Fan-in', rawKey: 'fanIn' });
+}
+
+/**
+ * The fan-in over one or more replicas: client i POSTs to replica i mod n and GETs its image
+ * from replica i+1 mod n (from the same one when there is one), so with several replicas every
+ * waiter is woken by a fetch that settled on another replica.
+ */
+export async function fanInOver(
+  ctx: Ctx,
+  svcs: ServiceProc[],
+  opts: { scenario: string; rawKey: string; clients?: number },
+): Promise<void> {
+  const { params: p, rows, sim } = ctx;
+  const S = opts.scenario;
+  const n = opts.clients ?? p.fanInClients;
+  const query = withTitle(ctx.baseQuery, `bench ${opts.rawKey} ${ctx.nonce}`);
+  const hash = queryHash(query);
+  const body = JSON.stringify({ api_query: query, ttl: 300 });
+  // Rendered once beforehand: the 1 s is then Kentik's latency, not the simulator's chart.js.
+  await sim.warm([query]);
+  await sim.setLatency(p.fanInLatencyMs);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  try {
+    const mark = (await sim.calls()).next;
+    const started = monoMs();
+    const clients = await Promise.all(
+      Array.from({ length: n }, async (_, i): Promise<Client> => {
+        const posted = await request(`${svcs[i % svcs.length]!.url}/requests`, {
+          method: 'POST',
+          body,
+          agent,
+        });
+        const postMs = monoMs();
+        // A refused POST is a client without its image (counted below), not a broken harness.
+        if (posted.status !== 200)
+          return { postMs, doneMs: postMs, status: posted.status, body: posted.body };
+        const id = (JSON.parse(posted.body.toString('utf8')) as { id: string }).id;
+        const from = svcs[(i + 1) % svcs.length]!.url;
+        const r = await request(`${from}/image/${id}`, { agent, timeoutMs: 60_000 });
+        return { postMs, doneMs: monoMs(), status: r.status, body: r.body };
+      }),
+    );
+    const calls = (await sim.calls(mark)).calls.filter((c) => c.hash === hash);
+    const answered = calls[0]?.end ?? Number.NaN;
+    const ok = clients.filter((c) => c.status === 200);
+    const after = ok.map((c) => c.doneMs - answered);
+    const statuses: Record<string, number> = {};
+    for (const c of clients) statuses[c.status] = (statuses[c.status] ?? 0) + 1;
+    const digests = new Set(ok.map((c) => createHash('sha256').update(c.body).digest('hex')));
+    const worst = Math.max(...after);
+    const lastId = Math.max(...clients.map((c) => c.postMs)) - answered;
+    ctx.raw[opts.rawKey] = {
+      replicas: svcs.length,
+      clients: n,
+      latencyMs: p.fanInLatencyMs,
+      upstreamCalls: calls.length,
+      upstreamAnsweredAfterMs: round(answered - started),
+      imageAfterUpstreamMs: {
+        first: round(Math.min(...after)),
+        p50: round(percentile(after, 50)),
+        p99: round(percentile(after, 99)),
+        max: round(worst),
+      },
+      lastIdHandedOutRelativeToUpstreamMs: round(lastId),
+      postP99Ms: round(
+        percentile(
+          clients.map((c) => c.postMs - started),
+          99,
+        ),
+      ),
+      status200: ok.length,
+      statuses,
+      distinctImages: digests.size,
+      loadavg: load1(),
+    };
+    rows.check(
+      S,
+      `upstream calls (${n} clients${svcs.length > 1 ? ` over ${svcs.length} replicas` : ''}, latency ${p.fanInLatencyMs} ms)`,
+      fmt.int(calls.length),
+      'exactly 1',
+      calls.length === 1,
+    );
+    rows.check(
+      S,
+      'last client has its image, after the upstream answer',
+      fmt.ms(worst),
+      `≤ ${p.fanInBudgetMs} ms`,
+      worst <= p.fanInBudgetMs,
+    );
+    rows.info(
+      S,
+      'image after upstream answer: first / p50 / p99',
+      `${fmt.ms(Math.min(...after))} / ${fmt.ms(percentile(after, 50))} / ${fmt.ms(percentile(after, 99))}`,
+      `all ids handed out ${fmt.ms(-lastId)} before it`,
+    );
+    rows.check(
+      S,
+      'clients with a 200 and the same image',
+      `${ok.length} / ${n}, ${digests.size} distinct${ok.length < n ? ` (answers: ${JSON.stringify(statuses)})` : ''}`,
+      `all, 1`,
+      ok.length === n && digests.size === 1,
+    );
+  } finally {
+    agent.destroy();
+    await sim.setLatency(0);
+  }
+}

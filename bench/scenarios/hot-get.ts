@@ -1,0 +1,138 @@
+/** 1. Hot GET: the service serving one cached image, beside nginx and a bare node:http server serving the same bytes, in turns. */
+import { startBareNode, startNginx, startNginxCache } from '../../test/support/index.ts';
+import {
+  type Ctx,
+  type ServiceProc,
+  type HotImage,
+  load1,
+  loadSummary,
+  run,
+} from '../lib/context.ts';
+import { type LoadResult } from '../lib/load.ts';
+import { fmt } from '../lib/report.ts';
+import { round } from '../lib/util.ts';
+
+export async function hotGet(ctx: Ctx, svc: ServiceProc, hot: HotImage): Promise<{ rps: number }> {
+  const { params: p, rows } = ctx;
+  const S = '1 Hot GET';
+  const raw: Record<string, unknown> = {
+    imageBytes: hot.bytes.length,
+    mime: hot.mime,
+    loadavgBefore: load1(),
+  };
+
+  // All three servers run side by side and take turns, twice, half the time each: whatever else
+  // the machine does then weighs on each of them alike.
+  const nginxRef = ctx.useNginx ? await startNginx(hot.bytes, hot.mime) : undefined;
+  if (nginxRef) ctx.log(`  nginx ${nginxRef.version}`);
+  // Not a target: the README's nginx in front of the service, with a proxy_cache added.
+  const nginxCache = nginxRef ? await startNginxCache(svc.url, `/image/${hot.id}`) : undefined;
+  const bare = await startBareNode(hot.bytes, hot.mime);
+  const targets = [
+    ...(nginxRef ? [{ name: 'nginx', url: nginxRef.url, svc: undefined }] : []),
+    { name: 'bareNode', url: bare.url, svc: undefined },
+    { name: 'service', url: `${svc.url}/image/${hot.id}`, svc },
+    ...(nginxCache ? [{ name: 'serviceBehindNginxCache', url: nginxCache.url, svc }] : []),
+  ];
+  const halves: Record<string, LoadResult[]> = {};
+  try {
+    for (const t of targets)
+      if (p.warmSec > 0)
+        await run(ctx, { url: t.url, connections: p.connections, durationSec: p.warmSec }, t.svc);
+    for (let round = 0; round < 2; round++) {
+      for (const t of targets)
+        (halves[t.name] ??= []).push(
+          await run(
+            ctx,
+            { url: t.url, connections: p.connections, durationSec: p.durationSec / 2 },
+            t.svc,
+          ),
+        );
+    }
+  } finally {
+    await nginxRef?.stop();
+    await nginxCache?.stop();
+    await bare.stop();
+  }
+  const combine = (rs: LoadResult[]): LoadResult => {
+    const requests = rs.reduce((n, r) => n + r.requests, 0);
+    const durationSec = rs.reduce((n, r) => n + r.durationSec, 0);
+    // Percentiles do not add up: the worse half is reported.
+    return {
+      ...rs[0]!,
+      requests,
+      durationSec,
+      rps: requests / durationSec,
+      p50Ms: Math.max(...rs.map((r) => r.p50Ms)),
+      p99Ms: Math.max(...rs.map((r) => r.p99Ms)),
+      maxMs: Math.max(...rs.map((r) => r.maxMs)),
+      errors: rs.reduce((n, r) => n + r.errors, 0),
+      non2xx: rs.reduce((n, r) => n + r.non2xx, 0),
+    };
+  };
+  const nginx = halves.nginx ? combine(halves.nginx) : undefined;
+  const bareResult = combine(halves.bareNode!);
+  const mine = combine(halves.service!);
+  if (nginx)
+    raw.nginx = {
+      version: nginxRef?.version,
+      ...loadSummary(nginx),
+      halvesRps: halves.nginx!.map((r) => round(r.rps)),
+    };
+  raw.bareNode = {
+    ...loadSummary(bareResult),
+    halvesRps: halves.bareNode!.map((r) => round(r.rps)),
+  };
+  raw.service = { ...loadSummary(mine), halvesRps: halves.service!.map((r) => round(r.rps)) };
+  const cached = halves.serviceBehindNginxCache
+    ? combine(halves.serviceBehindNginxCache)
+    : undefined;
+  if (cached) raw.serviceBehindNginxCache = loadSummary(cached);
+  raw.loadavgAfter = load1();
+  ctx.raw.hotGet = raw;
+
+  const size = `${(hot.bytes.length / 1024).toFixed(0)} KB ${hot.mime.replace('image/', '').toUpperCase()}, ${p.connections} conns, ${p.durationSec} s`;
+  rows.info(S, `service requests/s (${size})`, fmt.rps(mine.rps));
+  rows.info(S, 'service latency p50 / p99', `${fmt.ms(mine.p50Ms)} / ${fmt.ms(mine.p99Ms)}`);
+  rows.check(
+    S,
+    'service errors + non-2xx',
+    fmt.int(mine.errors + mine.non2xx),
+    '0',
+    mine.errors + mine.non2xx === 0,
+  );
+  if (nginx) {
+    rows.info(
+      S,
+      'nginx requests/s (1 worker, sendfile)',
+      fmt.rps(nginx.rps),
+      `p50 ${fmt.ms(nginx.p50Ms)} / p99 ${fmt.ms(nginx.p99Ms)}`,
+    );
+    const ratio = mine.rps / nginx.rps;
+    raw.ratioToNginx = round(ratio, 3);
+    rows.check(S, 'service / nginx', fmt.ratio(ratio), '≥ 0.70×', ratio >= 0.7);
+  } else {
+    rows.check(
+      S,
+      'service / nginx',
+      ctx.useNginx ? 'no nginx on PATH' : 'skipped (--no-nginx)',
+      '≥ 0.70×',
+      undefined,
+    );
+  }
+  rows.info(
+    S,
+    'bare node:http requests/s (reference)',
+    fmt.rps(bareResult.rps),
+    `service = ${fmt.ratio(mine.rps / bareResult.rps)} of it`,
+  );
+  if (cached && nginx) {
+    rows.info(
+      S,
+      'service behind nginx with proxy_cache (README deployment)',
+      fmt.rps(cached.rps),
+      `${fmt.ratio(cached.rps / nginx.rps)} of nginx; p99 ${fmt.ms(cached.p99Ms)}`,
+    );
+  }
+  return { rps: mine.rps };
+}
