@@ -107,7 +107,18 @@ describe('slowloris', () => {
     expect(Math.max(...extraTimes)).toBeLessThan(900);
     for (const h of held) h.stop();
     await Promise.all(held.map((h) => h.closed));
-    expect(await healthzMs()).toBeLessThan(1000);
+    // Closed here is not yet closed there: under load the service may see the last FINs a moment
+    // later and still refuse a socket meanwhile. It must serve again within a second.
+    const t0 = performance.now();
+    let status = 0;
+    while (status !== 200 && performance.now() - t0 < 1000) {
+      status = await fetch(`${svc.url}/healthz`).then(
+        (r) => r.status,
+        () => 0, // refused: the service still counts a held socket
+      );
+      if (status !== 200) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(status, 'GET /healthz within 1 s of the held sockets closing').toBe(200);
   });
 
   it('one address cannot take every slot: beyond MAX_CONNECTIONS_PER_ADDRESS its sockets are closed, others are served', async () => {
