@@ -176,7 +176,7 @@ describe('two replicas', () => {
     // Handed over, not waited out: FLIGHT_LEASE is 60 s, the second call takes 3 s.
     expect(performance.now() - t0).toBeLessThan(20_000);
     expect(calls(q)).toBe(2);
-    await b.waitForLog((l) => l.msg === 'taking over an orphaned fetch');
+    await b.waitForLog((l) => l.msg === 'taking over orphaned fetches' && l.count === 1);
     expect(await metric(b.url, 'kic_flight_takeovers_total')).toBe(1);
   });
 

@@ -427,8 +427,16 @@ export class ImageCache {
     this.#claiming ??= (async () => {
       try {
         const leases = await this.#coordinator.claimOrphans(this.#now());
+        // One line per scan, not per fetch: a restart with a backlog of 100k pending fetches would
+        // otherwise write 100k log lines before it can do anything else.
+        if (leases.length > 0) {
+          this.#log.info(
+            { count: leases.length, hashes: leases.slice(0, 5).map((l) => l.hash) },
+            'taking over orphaned fetches',
+          );
+        }
         for (const lease of leases) {
-          this.#log.info({ hash: lease.hash, id: lease.id }, 'taking over an orphaned fetch');
+          this.#log.trace({ hash: lease.hash, id: lease.id }, 'taking over an orphaned fetch');
           this.#metrics.flightTakeovers.inc();
           this.#startFlight(lease);
         }

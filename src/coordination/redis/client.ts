@@ -35,8 +35,13 @@ export function luaScript(source: string): LuaScript {
   return { source, sha: createHash('sha1').update(source).digest('hex') };
 }
 
-/** A command Redis does not answer within this is failed: callers then answer 503 in time. */
+/**
+ * A command is failed when Redis has answered nothing at all for this long: callers then answer
+ * 503 in time. While other replies keep arriving (Redis is up, the replica or Redis is merely
+ * busy) a command may wait up to COMMAND_BUSY_LIMIT_MS before it is given up.
+ */
 const COMMAND_TIMEOUT_MS = 800;
+const COMMAND_BUSY_LIMIT_MS = 5000;
 const CONNECT_TIMEOUT_MS = 1000;
 
 export class RedisUnavailable extends Error {
@@ -77,18 +82,40 @@ export function createRedisLink(url: Secret, onError: (message: string) => void)
     c.on('reconnecting', setState);
   }
 
+  // When Redis last answered anything: a command that is late while other replies keep arriving
+  // is waiting behind load (ours or Redis's), not on a Redis that went away.
+  let lastReplyAt = 0;
   const withTimeout = async <T>(run: () => Promise<T>): Promise<T> => {
     if (!client.isReady) throw new RedisUnavailable('not connected to Redis');
+    const sentAt = performance.now();
     let timer: NodeJS.Timeout | undefined;
+    let settled = false;
     try {
       return await Promise.race([
-        run(),
+        run().then((value) => {
+          settled = true;
+          lastReplyAt = performance.now();
+          return value;
+        }),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(new RedisUnavailable(`no answer from Redis within ${COMMAND_TIMEOUT_MS} ms`)),
-            COMMAND_TIMEOUT_MS,
-          );
+          const check = (): void => {
+            // Timers run before pending socket reads in Node's event loop: after the loop was
+            // blocked, the answer may already be waiting to be read. Decide only after I/O has
+            // had its turn (setImmediate runs after the poll phase).
+            setImmediate(() => {
+              if (settled) return;
+              const now = performance.now();
+              const quiet = now - Math.max(lastReplyAt, sentAt);
+              if (quiet < COMMAND_TIMEOUT_MS && now - sentAt < COMMAND_BUSY_LIMIT_MS) {
+                timer = setTimeout(check, COMMAND_TIMEOUT_MS - quiet);
+                return;
+              }
+              reject(
+                new RedisUnavailable(`no answer from Redis within ${Math.round(now - sentAt)} ms`),
+              );
+            });
+          };
+          timer = setTimeout(check, COMMAND_TIMEOUT_MS);
         }),
       ]);
     } catch (err) {
@@ -97,10 +124,13 @@ export function createRedisLink(url: Secret, onError: (message: string) => void)
       if (
         (err as Error)?.constructor?.name?.includes('ErrorReply') ||
         /^ERR|^OOM|^NOSCRIPT|^WRONGTYPE/.test((err as Error).message)
-      )
+      ) {
+        lastReplyAt = performance.now();
         throw new Error(`Redis: ${url.scrub((err as Error).message)}`, { cause: err });
+      }
       throw new RedisUnavailable(url.scrub((err as Error).message ?? String(err)), { cause: err });
     } finally {
+      settled = true;
       clearTimeout(timer);
     }
   };
