@@ -200,7 +200,9 @@ describe('fault rates: every waiting GET answers within ENTRY_WAIT_TIMEOUT, with
     const q = fresh();
     const [a] = await waiters(svc.url, await requestImage(svc.url, q), 1);
     expect(a!.status).toBe(429);
-    expect(a!.ms).toBeLessThan(SLACK_MS);
+    // Well before ENTRY_WAIT_TIMEOUT (WAIT_S), where a service that honoured the hour-long
+    // Retry-After would answer 504: the margin is for a loaded machine, not for a wait.
+    expect(a!.ms).toBeLessThan((WAIT_S * 1000) / 2);
     expect(a!.json.msg).toContain('retry after 3600 s');
     expect(calls(q)).toBe(1);
   });
