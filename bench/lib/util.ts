@@ -2,6 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 export { sleep };
 export { freePort, monoMs, onPath } from '../../test/support/index.ts';
+// Polls until a value appears: the same helper the tests use.
+export { until as waitFor } from '../../test/support/index.ts';
 
 /** Nearest-rank percentile of unsorted numbers; NaN for none. */
 export function percentile(values: readonly number[], p: number): number {
@@ -15,28 +17,4 @@ export function round(n: number, digits = 1): number {
   if (!Number.isFinite(n)) return n;
   const f = 10 ** digits;
   return Math.round(n * f) / f;
-}
-
-/** Polls `fn` until it returns something other than undefined, or throws after `timeoutMs`. */
-export async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined>,
-  timeoutMs: number,
-  everyMs = 20,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`,
-      );
-    await sleep(everyMs);
-  }
 }
