@@ -496,8 +496,10 @@ describe('POST /requests', () => {
         }),
         { numRuns: 2000 },
       );
-      // The fuzz reached both sides: accepted queries and every kind of refusal.
-      expect(seen.get(200) ?? 0).toBeGreaterThan(50);
+      // The fuzz reached both sides: accepted queries and every kind of refusal. Since unknown body
+      // keys are refused (400), about 2.5 % of these bodies are valid (~50 of 2,000, varying from
+      // run to run): more than 10 proves the accepting side was reached without hanging on chance.
+      expect(seen.get(200) ?? 0).toBeGreaterThan(10);
       expect([...seen.keys()]).toEqual(expect.arrayContaining([200, 400, 415]));
     },
   );
