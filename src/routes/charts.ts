@@ -5,8 +5,14 @@ import { CHART_NAME_PATTERN_SOURCE, isChartName, type StoredChart } from '../cha
 import type { ChartImageResult, ChartService } from '../charts/service.ts';
 import type { Config } from '../config.ts';
 import { queryHash, UncanonicalQueryError } from '../domain/hash.ts';
-import type { ImageEntry } from '../domain/entry.ts';
 import { AppError } from '../errors.ts';
+import {
+  EXTENSIONS,
+  IMAGE_PRODUCES,
+  imageResponses,
+  matchesEtag,
+  SVG_CSP,
+} from './image-response.ts';
 import { errorResponse } from './schemas.ts';
 
 export interface ChartRouteOptions {
@@ -14,14 +20,6 @@ export interface ChartRouteOptions {
   config: Config;
 }
 
-const EXTENSIONS: Record<ImageEntry['mime'], string> = {
-  'image/png': 'png',
-  'image/jpeg': 'jpg',
-  'image/svg+xml': 'svg',
-  'application/pdf': 'pdf',
-};
-/** Same policy as GET /image/{id}: an SVG served this way cannot run script. */
-const SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
 const DEFAULT_REFRESH = 300;
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
@@ -250,25 +248,11 @@ export const chartReadRoutes: FastifyPluginAsyncTypebox<ChartRouteOptions> = asy
         tags: ['charts'],
         params: NameParam,
         headers: Type.Object({ 'if-none-match': Type.Optional(Type.String()) }),
-        produces: [
-          'image/png',
-          'image/jpeg',
-          'image/svg+xml',
-          'application/pdf',
-          'application/json',
-        ],
+        produces: IMAGE_PRODUCES,
         response: {
-          200: {
-            description:
-              'The image, with ETag, Cache-Control, Last-Modified and, when stale, X-Chart-Stale',
-            content: {
-              'image/png': { schema: { type: 'string', format: 'binary' } },
-              'image/jpeg': { schema: { type: 'string', format: 'binary' } },
-              'image/svg+xml': { schema: { type: 'string', format: 'binary' } },
-              'application/pdf': { schema: { type: 'string', format: 'binary' } },
-            },
-          },
-          304: { description: 'Not modified (If-None-Match matched the ETag)', type: 'null' },
+          ...imageResponses(
+            'The image, with ETag, Cache-Control, Last-Modified and, when stale, X-Chart-Stale',
+          ),
           400: errorResponse('The name is invalid'),
           404: errorResponse('No chart has this name'),
           '4XX': errorResponse(
@@ -536,10 +520,4 @@ function depthExceeds(value: unknown, max: number): boolean {
       if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
   }
   return false;
-}
-
-function matchesEtag(header: string | undefined, etag: string): boolean {
-  if (!header) return false;
-  if (header.trim() === '*') return true;
-  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
 }

@@ -6,17 +6,14 @@ import type { ImageCache, Lookup } from '../cache/image-cache.ts';
 import { parseId } from '../domain/ids.ts';
 import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
+import {
+  EXTENSIONS,
+  IMAGE_PRODUCES,
+  imageResponses,
+  matchesEtag,
+  SVG_CSP,
+} from './image-response.ts';
 import { errorResponse } from './schemas.ts';
-
-const EXTENSIONS: Record<ImageEntry['mime'], string> = {
-  'image/png': 'png',
-  'image/jpeg': 'jpg',
-  'image/svg+xml': 'svg',
-  'application/pdf': 'pdf',
-};
-
-/** An SVG from upstream is a document that could carry script; served this way it cannot run any. */
-const SVG_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
 
 /**
  * The headers of an image that stay the same while its entry lives, built once per entry rather than
@@ -61,24 +58,11 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
           id: Type.String({ description: 'Image id, <sha256>_<expiry epoch seconds>' }),
         }),
         headers: Type.Object({ 'if-none-match': Type.Optional(Type.String()) }),
-        produces: [
-          'image/png',
-          'image/jpeg',
-          'image/svg+xml',
-          'application/pdf',
-          'application/json',
-        ],
+        produces: IMAGE_PRODUCES,
         response: {
-          200: {
-            description: 'The image (PNG, JPEG, SVG or PDF), with ETag, Cache-Control and Expires',
-            content: {
-              'image/png': { schema: { type: 'string', format: 'binary' } },
-              'image/jpeg': { schema: { type: 'string', format: 'binary' } },
-              'image/svg+xml': { schema: { type: 'string', format: 'binary' } },
-              'application/pdf': { schema: { type: 'string', format: 'binary' } },
-            },
-          },
-          304: { description: 'Not modified (If-None-Match matched the ETag)', type: 'null' },
+          ...imageResponses(
+            'The image (PNG, JPEG, SVG or PDF), with ETag, Cache-Control and Expires',
+          ),
           '4XX': errorResponse(
             "Unknown, malformed or expired id (404), or Kentik's own error for this query (400, 401, 403, 429…)",
           ),
@@ -201,9 +185,3 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
     return reply.type(entry.mime).header('content-length', bytes.length).send(bytes);
   }
 };
-
-function matchesEtag(header: string | undefined, etag: string): boolean {
-  if (!header) return false;
-  if (header.trim() === '*') return true;
-  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
-}
