@@ -21,7 +21,7 @@ export {
   type ScriptedOutcome,
 } from './faults.ts';
 export type { SimulatorStats } from './stats.ts';
-export { renderChart, chartConfig, CHART_WIDTH, CHART_HEIGHT } from './render.ts';
+export { renderChart, renderSvg, chartConfig, CHART_WIDTH, CHART_HEIGHT } from './render.ts';
 export {
   validateRequest,
   parseKentikTime,

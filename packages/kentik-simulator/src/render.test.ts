@@ -1,7 +1,7 @@
 import { loadImage } from '@napi-rs/canvas';
 import { describe, expect, it } from 'vitest';
 import { sampleRequest } from './fixtures.ts';
-import { CHART_HEIGHT, CHART_WIDTH, chartConfig, renderChart } from './render.ts';
+import { CHART_HEIGHT, CHART_WIDTH, chartConfig, renderChart, renderSvg } from './render.ts';
 import { MAX_DRAWN_SERIES, timeWindow } from './series.ts';
 import { formatValue, metricInfo } from './units.ts';
 import { VIZ_TYPES } from './validate.ts';
@@ -69,6 +69,24 @@ describe('renderChart formats', () => {
 
   it('rejects an invalid body', async () => {
     await expect(renderChart(sampleRequest({ metric: 'buckets' }), NOW)).rejects.toThrow(/metric/);
+  });
+});
+
+describe('renderSvg', () => {
+  it('draws any chart.js configuration at its size, text kept as text, the same bytes twice', () => {
+    const config = {
+      type: 'bar' as const,
+      data: { labels: ['hot GET'], datasets: [{ label: 'ratio', data: [0.9] }] },
+      options: {
+        animation: false as const,
+        plugins: { title: { display: true, text: 'Bench title' } },
+      },
+    };
+    const svg = renderSvg(config, 640, 200).toString('utf8');
+    expect(svg).toMatch(/<svg[^>]* width="640" height="200"/);
+    expect(svg).toContain('font-family="DejaVu Sans"');
+    expect(svg).not.toContain('<script');
+    expect(renderSvg(config, 640, 200).toString('utf8')).toBe(svg);
   });
 });
 
