@@ -16,6 +16,7 @@ import {
   startSimulatorProcess as startSimulator,
   type SimControl,
 } from '../test/support/index.ts';
+import { resultsChart } from './lib/chart.ts';
 import { cpuPressure, cpuSample, machine, markdownTable, noise, Rows } from './lib/report.ts';
 import { FULL, QUICK, hotImage, service, type Ctx } from './lib/context.ts';
 import { addedLatency } from './scenarios/added-latency.ts';
@@ -33,7 +34,8 @@ import { onPath, round } from './lib/util.ts';
 const USAGE = `Usage: npm run bench -- [options]
 
 Runs every scenario in one run and prints a markdown table (scenario, figure, value, target,
-result); raw results go to bench/results/latest.json. Builds the service first if dist/ is stale.
+result); raw results go to bench/results/latest.json and a chart of every figure against its target to
+bench/results/latest.svg. Builds the service first if dist/ is stale.
 
 Scenarios: 1 hot GET (vs nginx and a bare node:http server), 2 repeat POST (rule 1; 2b: same ttl,
 rule 2), 3 fan-in, 4 added latency, 5 cold start, 6 maintenance under load, 7 unique POSTs,
@@ -271,6 +273,15 @@ async function main(): Promise<number> {
   mkdirSync(path.dirname(a.out), { recursive: true });
   writeFileSync(a.out, JSON.stringify(result, null, 2) + '\n');
   log(`raw results: ${path.relative(process.cwd(), a.out) || a.out}`);
+  const chart = resultsChart(
+    sorted,
+    `${started.toISOString().slice(0, 10)}, ${result.commit ?? 'unknown commit'}, ${m.nproc} × ${m.cpuModel}, Node ${m.node}${a.quick ? ', QUICK run' : ''}`,
+  );
+  if (chart) {
+    const svg = a.out.replace(/\.json$/, '') + '.svg';
+    writeFileSync(svg, chart);
+    log(`chart: ${path.relative(process.cwd(), svg) || svg}`);
+  }
   return errors.length > 0 ? 1 : 0;
 }
 

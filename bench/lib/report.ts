@@ -3,12 +3,29 @@ import os from 'node:os';
 
 export type Status = 'pass' | 'FAIL' | 'info' | 'skipped';
 
+/**
+ * The numbers behind a checked row, for the chart: `value` against `target`, in one unit, and
+ * which way is better. A ratio to a reference (service ÷ nginx) is its own value.
+ */
+export interface Measure {
+  value: number;
+  target: number;
+  better: 'higher' | 'lower';
+}
+
 export interface Row {
   scenario: string;
   figure: string;
   value: string;
   target: string;
   status: Status;
+  measure?: Measure;
+}
+
+/** How far a measure is from its target, as a multiple: ≥ 1 meets it, whichever way is better. */
+export function score(m: Measure): number {
+  if (m.better === 'higher') return m.target === 0 ? Infinity : m.value / m.target;
+  return m.value === 0 ? Infinity : m.target / m.value;
 }
 
 export class Rows {
@@ -21,6 +38,7 @@ export class Rows {
     value: string,
     target: string,
     ok: boolean | undefined,
+    measure?: Measure,
   ): void {
     this.rows.push({
       scenario,
@@ -28,6 +46,7 @@ export class Rows {
       value,
       target,
       status: ok === undefined ? 'skipped' : ok ? 'pass' : 'FAIL',
+      ...(measure && Number.isFinite(measure.value) ? { measure } : {}),
     });
   }
 

@@ -11,7 +11,11 @@ export async function clusterFanIn(ctx: Ctx): Promise<void> {
   const redis = await redisForBench(ctx);
   const svcs = await redisReplicas(ctx, redis, ctx.params.clusterReplicas, 'kic-fanin:');
   try {
-    await fanInOver(ctx, svcs, { scenario: '8 Cluster fan-in', rawKey: 'clusterFanIn' });
+    await fanInOver(ctx, svcs, {
+      scenario: '8 Cluster fan-in',
+      rawKey: 'clusterFanIn',
+      budgetMs: ctx.params.clusterFanInBudgetMs,
+    });
   } finally {
     await Promise.all(svcs.map((s) => s.stop()));
     await redis.stop();

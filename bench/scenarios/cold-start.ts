@@ -61,6 +61,7 @@ export async function coldStart(ctx: Ctx): Promise<{ generationMsPerEntry: numbe
     fmt.ms(files.readyMs),
     `≤ ${p.coldReadyMs} ms`,
     files.readyMs <= p.coldReadyMs,
+    { value: files.readyMs, target: p.coldReadyMs, better: 'lower' },
   );
   rows.check(
     S,
@@ -68,6 +69,7 @@ export async function coldStart(ctx: Ctx): Promise<{ generationMsPerEntry: numbe
     fmt.ms(snap.readyMs),
     `≤ ${p.coldReadyMs} ms`,
     snap.readyMs <= p.coldReadyMs,
+    { value: snap.readyMs, target: p.coldReadyMs, better: 'lower' },
   );
   rows.check(
     S,
@@ -75,6 +77,9 @@ export async function coldStart(ctx: Ctx): Promise<{ generationMsPerEntry: numbe
     fmt.mb(files.rssPeak),
     `≤ ${fmt.mb(p.coldRssBytes)}`,
     rss(files),
+    files.rssPeak !== undefined
+      ? { value: files.rssPeak / 2 ** 20, target: p.coldRssBytes / 2 ** 20, better: 'lower' }
+      : undefined,
   );
   rows.check(
     S,
@@ -82,6 +87,9 @@ export async function coldStart(ctx: Ctx): Promise<{ generationMsPerEntry: numbe
     fmt.mb(snap.rssPeak),
     `≤ ${fmt.mb(p.coldRssBytes)}`,
     rss(snap),
+    snap.rssPeak !== undefined
+      ? { value: snap.rssPeak / 2 ** 20, target: p.coldRssBytes / 2 ** 20, better: 'lower' }
+      : undefined,
   );
   rows.info(
     S,

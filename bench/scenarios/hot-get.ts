@@ -110,7 +110,11 @@ export async function hotGet(ctx: Ctx, svc: ServiceProc, hot: HotImage): Promise
     );
     const ratio = mine.rps / nginx.rps;
     raw.ratioToNginx = round(ratio, 3);
-    rows.check(S, 'service / nginx', fmt.ratio(ratio), '≥ 0.70×', ratio >= 0.7);
+    rows.check(S, 'service / nginx', fmt.ratio(ratio), '≥ 0.70×', ratio >= 0.7, {
+      value: ratio,
+      target: 0.7,
+      better: 'higher',
+    });
   } else {
     rows.check(
       S,

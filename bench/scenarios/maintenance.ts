@@ -147,6 +147,7 @@ export async function maintenanceUnderLoad(
       fmt.ms(windowP99),
       `≤ ${p.maintLagP99Ms} ms`,
       windowP99 <= p.maintLagP99Ms,
+      { value: windowP99, target: p.maintLagP99Ms, better: 'lower' },
     );
     rows.info(
       S,
