@@ -98,5 +98,18 @@ describe('npm run bench', () => {
     }
     for (const row of result.rows)
       expect(['pass', 'FAIL', 'info', 'skipped']).toContain(row.status);
+    // Every target the chart draws has its number beside the text, and the chart is an SVG.
+    const measured = (result.rows as Array<{ measure?: { value: number; target: number } }>).filter(
+      (row) => row.measure,
+    );
+    expect(measured.length).toBeGreaterThanOrEqual(8);
+    for (const { measure } of measured) {
+      expect(Number.isFinite(measure!.value)).toBe(true);
+      expect(measure!.target).toBeGreaterThan(0);
+    }
+    const svg = readFileSync(path.join(out, 'latest.svg'), 'utf8');
+    expect(svg).toMatch(/^<\?xml[^>]*\?><svg /);
+    // Skia writes shaped text: "figure" comes out with an fi ligature.
+    expect(svg).toContain('as a multiple of its target');
   });
 });
