@@ -7,10 +7,11 @@ import { existsSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'nod
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PendingEntry } from '../src/domain/entry.ts';
-import { encodeEntry } from '../src/domain/entry-codec.ts';
 import { queryHash } from '../src/domain/hash.ts';
 import { formatId } from '../src/domain/ids.ts';
 import { startSimulator, type Simulator } from 'kentik-simulator';
+import { readStoredEntries } from '../src/store/fs-store.ts';
+import { putRecord } from '../src/store/journal.ts';
 import { buildService } from './helpers/build.ts';
 import {
   getImage,
@@ -74,7 +75,7 @@ describe('SIGTERM', () => {
     const snapshot = path.join(cachePath, 'index.snapshot');
     expect(existsSync(snapshot)).toBe(true);
     expect(statSync(snapshot).mtimeMs).toBeGreaterThan(Date.now() - 10_000);
-    expect(existsSync(path.join(cachePath, 'entries', `${pending}.json`))).toBe(true);
+    expect((await readStoredEntries(cachePath)).get(pending)?.kind).toBe('pending');
 
     sim.reset();
     const next = await startService({ KENTIK_API_URL: sim.url }, { cachePath });
@@ -85,8 +86,8 @@ describe('SIGTERM', () => {
 
   it('aborts a queue of 100,000 fetches in under a second', async () => {
     const N = 100_000;
-    // 100k small files: on tmpfs where there is one (a busy disk takes minutes to create and delete
-    // them; what is measured here is the abort, not the disk).
+    // 100k pending entries in one journal: on tmpfs where there is one (what is measured here is
+    // the abort, not the disk).
     const cachePath = existsSync('/dev/shm')
       ? mkdtempSync(path.join('/dev/shm', 'kic-long-queue-'))
       : tempDir('kic-long-queue-');
@@ -94,6 +95,7 @@ describe('SIGTERM', () => {
     const entries = path.join(cachePath, 'entries');
     mkdirSync(entries, { recursive: true });
     const now = Date.now();
+    const records: string[] = [];
     for (let i = 0; i < N; i++) {
       const query = { n: i };
       const hash = queryHash(query);
@@ -106,8 +108,9 @@ describe('SIGTERM', () => {
         createdAt: now,
         query,
       };
-      writeFileSync(path.join(entries, `${entry.id}.json`), encodeEntry(entry));
+      records.push(putRecord(entry));
     }
+    writeFileSync(path.join(entries, 'journal-1'), records.join(''));
     sim.setFaults({ hangRate: 1 });
     const svc = await startService(
       { KENTIK_API_URL: sim.url, LOG_LEVEL: 'info' },

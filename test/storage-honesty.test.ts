@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type Simulator } from 'kentik-simulator';
+import { readStoredEntries } from '../src/store/fs-store.ts';
 import {
   getImage,
   kentikQuery,
@@ -93,7 +94,7 @@ describe('saves', () => {
     expect((await fetch(`${svc.url}/readyz`)).status).toBe(200);
     const id = await requestImage(svc.url, kentikQuery('unsaved'));
     expect((await getImage(svc.url, id)).status).toBe(200);
-    expect(existsSync(path.join(cachePath, 'entries', `${id}.json`))).toBe(true);
+    expect((await readStoredEntries(cachePath)).has(id)).toBe(true);
   });
 
   it('/readyz recreates a CACHE_PATH deleted under the running service', async () => {

@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { encodeEntry } from '../../src/domain/entry-codec.ts';
 import type { Entry } from '../../src/domain/entry.ts';
 import { queryHash } from '../../src/domain/hash.ts';
 import { formatId } from '../../src/domain/ids.ts';
+import { putRecord } from '../../src/store/journal.ts';
 
 export interface DatasetMix {
   image: number;
@@ -40,8 +40,9 @@ export interface Dataset {
 }
 
 /**
- * Writes a cache directory the way the service would have left it: entry records made by the
- * service's own encodeEntry, image bytes under their sha256. No fsync: it is test data.
+ * Writes a cache directory the way the service would have left it had it been killed before any
+ * compaction: every entry in the journal (entries/journal-1, records made by the store's own
+ * putRecord), image bytes under their sha256. No fsync: it is test data.
  */
 export function writeDataset(spec: DatasetSpec): Dataset {
   const started = performance.now();
@@ -75,6 +76,7 @@ export function writeDataset(spec: DatasetSpec): Dataset {
   });
 
   const entries: Entry[] = [];
+  const records: string[] = [];
   let n = 0;
   let hash = '';
   const write = (
@@ -88,7 +90,7 @@ export function writeDataset(spec: DatasetSpec): Dataset {
     const id = formatId(hash, expiresAt);
     const createdAt = Math.min(now, expiresAt) - 60_000 - (n % 3600) * 1000;
     const entry = make({ id, hash, expiresAt, createdAt });
-    writeFileSync(path.join(entriesDir, `${id}.json`), encodeEntry(entry));
+    records.push(putRecord(entry));
     entries.push(entry);
     n++;
   };
@@ -161,12 +163,13 @@ export function writeDataset(spec: DatasetSpec): Dataset {
       kind: 'pending',
       query: pq.query,
     };
-    writeFileSync(path.join(entriesDir, `${id}.json`), encodeEntry(entry));
+    records.push(putRecord(entry));
     entries.push(entry);
   }
+  writeFileSync(path.join(entriesDir, 'journal-1'), records.join(''));
   return {
     counts,
-    files: spec.count + spec.blobs,
+    files: 1 + spec.blobs,
     generationMs: Math.round(performance.now() - started),
     entries,
   };

@@ -25,15 +25,15 @@ export async function coldStart(ctx: Ctx): Promise<{ generationMsPerEntry: numbe
   // Reference: the same process with an empty cache, to separate Node/Fastify start-up from loading.
   const empty = await readiness(ctx, cacheDir(ctx));
 
-  // (a) Entry files only: a first start, or a restart after a crash before any maintenance pass.
+  // (a) The journal only: a restart after a crash before any compaction.
   const filesDir = cacheDir(ctx);
   const ds: Dataset = writeDataset({ dir: filesDir, ...spec });
   ctx.log(`  wrote ${fmt.int(p.coldEntries)} entries in ${ds.generationMs} ms`);
   const files = await readiness(ctx, filesDir);
 
-  // (b) The same data plus the store's index snapshot, which every maintenance pass and every clean
-  // shutdown write: the usual restart. Written with the store's own code, listing what a snapshot
-  // taken a while ago would (expired entries included; pending ones are never in it).
+  // (b) The same data compacted into the store's index snapshot, as maintenance passes and clean
+  // shutdowns leave it: the usual restart. Written with the store's own code, listing what a
+  // snapshot taken a while ago would (expired entries included).
   const snapDir = cacheDir(ctx);
   const ds2 = writeDataset({ dir: snapDir, ...spec });
   const store = new FsStore(snapDir);
@@ -57,7 +57,7 @@ export async function coldStart(ctx: Ctx): Promise<{ generationMsPerEntry: numbe
     r.rssPeak === undefined ? undefined : r.rssPeak <= p.coldRssBytes;
   rows.check(
     S,
-    `spawn → /readyz 200, entry files only (${label})`,
+    `spawn → /readyz 200, journal only (${label})`,
     fmt.ms(files.readyMs),
     `≤ ${p.coldReadyMs} ms`,
     files.readyMs <= p.coldReadyMs,
@@ -73,7 +73,7 @@ export async function coldStart(ctx: Ctx): Promise<{ generationMsPerEntry: numbe
   );
   rows.check(
     S,
-    `RSS after start, entry files only (peak in ${p.coldRssWatchSec} s after ready)`,
+    `RSS after start, journal only (peak in ${p.coldRssWatchSec} s after ready)`,
     fmt.mb(files.rssPeak),
     `≤ ${fmt.mb(p.coldRssBytes)}`,
     rss(files),

@@ -70,8 +70,6 @@ export interface LocalCoordinatorDeps {
   metrics: Metrics;
 }
 
-/** Writes to run at once when a shared fetch completes: enough to let the disk batch fsyncs. */
-const WRITE_CONCURRENCY = 64;
 /** Ids handled per slice of a long loop; between slices the event loop serves requests. */
 const SLICE = 500;
 /** Entries counted per slice of counts(). */
@@ -95,7 +93,7 @@ export class LocalCoordinator implements Coordinator {
   readonly #blobInfo = new Map<string, BlobInfo>();
   /** Digests being written but not yet indexed: not orphans, whatever a directory scan says. */
   readonly #reserved = new Set<string>();
-  /** The last write queued per id (see #persist). */
+  /** The last write per id not yet durable (see #persist). */
   readonly #writes = new Map<string, Promise<void>>();
   /** Puts and deletes of one blob, in order (see #serializeBlob). */
   readonly #blobOps = new Map<string, Promise<void>>();
@@ -120,6 +118,7 @@ export class LocalCoordinator implements Coordinator {
   #earliestExpiry = Infinity;
   #minSinceScan = Infinity;
   #dirty = true;
+  #checkpointing: Promise<void> | undefined;
   #storedBytes = 0;
   #passes = 0;
 
@@ -345,8 +344,9 @@ export class LocalCoordinator implements Coordinator {
     }
     void now;
     // Persist before anyone is woken: an id is never served something a restart would not repeat.
-    // A result that cannot be saved still works from memory (logged and counted in #write).
-    await forEachLimited(done, WRITE_CONCURRENCY, (e) => this.#persist(e).catch(() => {}));
+    // A result that cannot be saved still works from memory (logged and counted in #write). All
+    // written in this turn: the store commits them with one fsync.
+    await Promise.all(done.map((e) => this.#persist(e).catch(() => {})));
     const ids = done.map((e) => e.id);
     this.#emit({ type: 'settled', hash, ids });
     return { accepted: true, ids };
@@ -511,19 +511,30 @@ export class LocalCoordinator implements Coordinator {
     await this.#store.close();
   }
 
-  /** Lets the store save the index for a fast next start, if anything changed since last time. */
-  async checkpoint(): Promise<void> {
-    if (!this.#dirty) return;
-    this.#dirty = false;
-    try {
-      await this.#store.checkpoint(this.#entries.values());
-    } catch (err) {
-      this.#dirty = true;
-      this.#log.warn(
-        { err: (err as Error).message },
-        'could not save the index snapshot; the next start reads every entry file',
-      );
-    }
+  /**
+   * Lets the store save the index for a fast next start, if anything changed since last time.
+   * One at a time: a call while one runs waits for it, then runs if still needed.
+   */
+  checkpoint(): Promise<void> {
+    const run = async (): Promise<void> => {
+      if (!this.#dirty) return;
+      this.#dirty = false;
+      try {
+        await this.#store.checkpoint(this.#entries.values());
+      } catch (err) {
+        this.#dirty = true;
+        this.#log.warn(
+          { err: (err as Error).message },
+          'could not save the index snapshot; the next start replays the whole journal',
+        );
+      }
+    };
+    const next = (this.#checkpointing ?? Promise.resolve()).then(run);
+    this.#checkpointing = next;
+    void next.finally(() => {
+      if (this.#checkpointing === next) this.#checkpointing = undefined;
+    });
+    return next;
   }
 
   #emit(event: CoordinatorEvent): void {
@@ -716,15 +727,11 @@ export class LocalCoordinator implements Coordinator {
   /**
    * Persists an entry; rejects if it could not be written (logged and counted in #write). The
    * results of a fetch that cannot be saved still work from memory; they would not survive a restart.
+   * The store keeps the writes of one id in call order (one journal), and group-commits the writes
+   * made in one event-loop turn, so the ids of a settle cost one fsync together.
    */
   #persist(entry: Entry): Promise<void> {
-    // Writes of one id are chained, so a slow "pending" write can never land after (and undo)
-    // the "image" write of a fetch that finished meanwhile.
-    const previous = this.#writes.get(entry.id) ?? Promise.resolve();
-    const write = previous.then(
-      () => this.#write(entry),
-      () => this.#write(entry),
-    );
+    const write = this.#write(entry);
     this.#writes.set(entry.id, write);
     void write
       .catch(() => {})
@@ -736,7 +743,9 @@ export class LocalCoordinator implements Coordinator {
 
   async #write(entry: Entry): Promise<void> {
     try {
-      await this.#store.putEntry(entry);
+      const saved = this.#store.putEntry(entry);
+      if (!this.#checkpointing && this.#store.wantsCheckpoint?.()) void this.checkpoint();
+      await saved;
     } catch (err) {
       const code = err instanceof StoreWriteError ? err.code : undefined;
       this.#metrics.storeErrors.inc({ code: code ?? 'unknown' });
@@ -746,28 +755,19 @@ export class LocalCoordinator implements Coordinator {
   }
 
   async #deleteFromStore(ids: string[]): Promise<void> {
-    await forEachLimited(ids, WRITE_CONCURRENCY, async (id) => {
-      try {
-        await this.#store.deleteEntry(id);
-      } catch (err) {
-        this.#log.warn({ id, err: (err as Error).message }, 'could not delete entry from store');
-      }
-    });
+    // All at once: the store commits them together.
+    await Promise.all(
+      ids.map(async (id) => {
+        try {
+          await this.#store.deleteEntry(id);
+        } catch (err) {
+          this.#log.warn({ id, err: (err as Error).message }, 'could not delete entry from store');
+        }
+      }),
+    );
   }
 }
 
 function newToken(): string {
   return randomBytes(12).toString('hex');
-}
-
-export async function forEachLimited<T>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

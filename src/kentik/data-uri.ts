@@ -5,11 +5,12 @@ export interface DecodedImage {
   bytes: Buffer;
 }
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-
 /**
  * Decodes `data:<mime>;base64,<data>` strictly: Node's base64 decoder skips invalid characters
- * silently, which would turn a garbled answer into a garbled image, so the alphabet is checked first.
+ * silently, which would turn a garbled answer into a garbled image. Instead of a regex over the
+ * whole alphabet first (half a millisecond for a 60 KB chart, on the way of every waiting client),
+ * the decoded length is checked: every skipped character, or an `=` before the end, makes it
+ * shorter than the length of the text says. Node also accepts base64url's `-` and `_`; refused.
  * Returns a reason string when the URI is unusable.
  */
 export function decodeDataUri(uri: unknown): DecodedImage | string {
@@ -26,12 +27,19 @@ export function decodeDataUri(uri: unknown): DecodedImage | string {
   if (!isImageMime(mime))
     return `dataUri has unsupported mime type ${JSON.stringify(mime.slice(0, 50))}`;
   const data = uri.slice(comma + 1).replace(/\s+/g, '');
-  if (data.length === 0 || data.length % 4 !== 0 || !BASE64.test(data))
+  if (data.length === 0 || data.length % 4 !== 0 || data.includes('-') || data.includes('_'))
     return 'dataUri has invalid base64 data';
   const bytes = Buffer.from(data, 'base64');
+  if (bytes.length !== base64Length(data)) return 'dataUri has invalid base64 data';
   if (bytes.length === 0) return 'dataUri holds no data';
   if (!looksLike(mime, bytes)) return `dataUri data is not a ${mime} file`;
   return { mime, bytes };
+}
+
+/** Bytes that `data` (a multiple of 4 long) holds if every character is in the alphabet. */
+function base64Length(data: string): number {
+  const pad = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
+  return (data.length / 4) * 3 - pad;
 }
 
 /** A cheap magic-number check so a mislabelled answer is never served under the wrong type. */

@@ -18,7 +18,8 @@ export interface LoadResult {
  * the sha256 of their content, so ids that share a fetch share one blob.
  *
  * Contract (see store.contract.ts): writes are atomic — a reader sees the old or the new value,
- * never a torn one; a missing key reads as `undefined` and deleting it is not an error.
+ * never a torn one — and durable once they resolve; writes of one key land in the order they were
+ * called; a missing key reads as `undefined` and deleting it is not an error.
  */
 export interface Store {
   /** Creates what the backend needs (directories, connections). Idempotent. */
@@ -27,10 +28,13 @@ export interface Store {
   loadEntries(): Promise<LoadResult>;
   /**
    * Saves the current entries in whatever form makes the next `loadEntries` fast (a backend that
-   * loads fast anyway may do nothing). Called by maintenance and at shutdown; never needed for
-   * correctness.
+   * loads fast anyway may do nothing); the filesystem store compacts its journal into its snapshot.
+   * `entries` must be every entry the store holds (the caller's index), as of the call. Called by
+   * maintenance, at shutdown and when `wantsCheckpoint()` says so; never needed for correctness.
    */
   checkpoint(entries: Iterable<Entry>): Promise<void>;
+  /** Optional: the store has grown enough since the last checkpoint to want one now. */
+  wantsCheckpoint?(): boolean;
   getEntry(id: string): Promise<Entry | undefined>;
   putEntry(entry: Entry): Promise<void>;
   deleteEntry(id: string): Promise<void>;
