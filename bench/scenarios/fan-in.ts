@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { queryHash } from '../../src/domain/hash.ts';
 import { type Ctx, type ServiceProc, load1, withTitle } from '../lib/context.ts';
-import { request } from '../lib/http.ts';
+import { rawGet, request } from '../lib/http.ts';
 import { fmt } from '../lib/report.ts';
 import { monoMs, percentile, round } from '../lib/util.ts';
 
@@ -58,8 +58,8 @@ export async function fanInOver(
           return { postMs, doneMs: postMs, status: posted.status, body: posted.body };
         const id = (JSON.parse(posted.body.toString('utf8')) as { id: string }).id;
         const from = svcs[(i + 1) % svcs.length]!.url;
-        const r = await request(`${from}/image/${id}`, { agent, timeoutMs: 60_000 });
-        return { postMs, doneMs: monoMs(), status: r.status, body: r.body };
+        const r = await rawGet(`${from}/image/${id}`, 60_000);
+        return { postMs, doneMs: r.doneMs, status: r.status, body: r.body };
       }),
     );
     const calls = (await sim.calls(mark)).calls.filter((c) => c.hash === hash);
