@@ -19,8 +19,10 @@ import { AppError } from './errors.ts';
 import type { Coordinator } from './coordination/coordinator.ts';
 import { LocalCoordinator } from './coordination/local.ts';
 import { createKentikClient, type KentikClient } from './kentik/client.ts';
-import { installRateLimit, serverOptions } from './http/limits.ts';
+import { installRateLimit, serverOptions, type FrontHandler } from './http/limits.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import { hotImagePath } from './routes/hot-image.ts';
+import { HotRequestLog } from './routes/hot-request-log.ts';
 import { imageRoutes } from './routes/images.ts';
 import { infoRoutes } from './routes/info.ts';
 import { operationRoutes } from './routes/operations.ts';
@@ -59,12 +61,15 @@ export async function buildApp({
   store: givenStore,
   client: givenClient,
 }: AppDeps): Promise<App> {
+  // The hot image path, set once the cache exists; the server (made inside Fastify()) asks it first.
+  const front: { hot?: FrontHandler } = {};
   const app = Fastify({
     ...(typeof logger === 'object' && 'info' in logger
       ? { loggerInstance: logger as FastifyBaseLogger }
       : { logger }),
     // Body limit, proxy trust, server timeouts and the connection cap (src/http/limits.ts).
-    ...serverOptions(config),
+    // The hot image path sees each request first (src/routes/hot-image.ts).
+    ...serverOptions(config, (req, res) => front.hot?.(req, res) ?? false),
     // We log one line per request ourselves (onResponse), not Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     // Ids are 87 characters at most, but a longer one is still just an unknown id: let it reach
@@ -197,6 +202,8 @@ export async function buildApp({
 
   await app.register(requestRoutes, { cache, config });
   await app.register(imageRoutes, { cache, config });
+  const hotLog = new HotRequestLog(app.log.child({ component: 'http' }));
+  front.hot = hotImagePath({ cache, metrics, activity, log: hotLog });
   await app.register(infoRoutes, { cache, activity });
   await app.register(operationRoutes, { cache, metrics });
   // Charts before the dashboard, which lists them.
@@ -219,6 +226,7 @@ export async function buildApp({
     await cache.close();
   });
   app.addHook('onClose', async () => {
+    hotLog.close();
     await maintenance.stop();
     await cache.close();
     await client.close();
