@@ -19,6 +19,7 @@ import { AppError } from './errors.ts';
 import type { Coordinator } from './coordination/coordinator.ts';
 import { LocalCoordinator } from './coordination/local.ts';
 import { createKentikClient, type KentikClient } from './kentik/client.ts';
+import { BodyParser } from './http/json-body.ts';
 import { installRateLimit, serverOptions, type FrontHandler } from './http/limits.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { hotImagePath } from './routes/hot-image.ts';
@@ -115,17 +116,19 @@ export async function buildApp({
     metrics,
   });
 
+  const bodies = new BodyParser();
   // Only JSON is accepted: anything else is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
   // Our own JSON parser, so a client learns where its JSON is broken, and valid JSON that carries a
-  // prototype-poisoning key is refused as such rather than called "not valid JSON".
+  // prototype-poisoning key is refused as such rather than called "not valid JSON". It remembers
+  // recent bodies (a dashboard POSTs the same query again and again): src/http/json-body.ts.
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser(
     'application/json',
     { parseAs: 'string', bodyLimit: config.maxQueryBytes },
     (_request, body, done) => {
       try {
-        done(null, parseJsonBody(body as string));
+        done(null, bodies.parse(body as string));
       } catch (err) {
         done(err as Error, undefined);
       }
@@ -200,7 +203,7 @@ export async function buildApp({
     done();
   });
 
-  await app.register(requestRoutes, { cache, config });
+  await app.register(requestRoutes, { cache, config, bodies });
   await app.register(imageRoutes, { cache, config });
   const hotLog = new HotRequestLog(app.log.child({ component: 'http' }));
   front.hot = hotImagePath({ cache, metrics, activity, log: hotLog });
@@ -392,47 +395,4 @@ export function toErrorResponse(
       msg: 'Something went wrong inside the cache; it was logged. Retry, and report it if it persists.',
     },
   };
-}
-
-/**
- * JSON.parse, plus a refusal of `__proto__` keys and `constructor.prototype` (what fastify's default
- * parser refuses too): JSON.parse itself makes them harmless own properties, but code that later
- * copies or merges the object could be tricked by them.
- */
-export function parseJsonBody(text: string): unknown {
-  if (text.length === 0) {
-    throw new AppError(
-      400,
-      'Validation error',
-      'The body is empty: send {"api_query": {…}, "ttl": seconds} as JSON.',
-      ['body'],
-    );
-  }
-  let poisoned: string | undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(text, function (key, v: unknown) {
-      if (key === '__proto__') poisoned = '"__proto__"';
-      else if (key === 'constructor' && typeof v === 'object' && v !== null && 'prototype' in v)
-        poisoned = '"constructor" with "prototype"';
-      return v;
-    });
-  } catch (err) {
-    throw new AppError(
-      400,
-      'Invalid JSON',
-      `The body is not valid JSON (${(err as Error).message.slice(0, 200)}). Send {"api_query": {…}, "ttl": seconds}.`,
-      ['body'],
-      { cause: err },
-    );
-  }
-  if (poisoned) {
-    throw new AppError(
-      400,
-      'Validation error',
-      `The body is valid JSON but contains a ${poisoned} key, which is refused for safety (prototype poisoning). A Kentik query has no such key: remove it.`,
-      ['body'],
-    );
-  }
-  return value;
 }
