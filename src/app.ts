@@ -32,6 +32,13 @@ import { ErrorBody } from './routes/schemas.ts';
 import { FsStore } from './store/fs-store.ts';
 import { StoreReadError, type Store } from './store/store.ts';
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** What a route adds to its request's log line (one line per request, written onResponse). */
+    logFields: Record<string, unknown> | undefined;
+  }
+}
+
 /** Log levels at which the per-request `info` line is written. */
 const LOGS_INFO = new Set(['info', 'debug', 'trace']);
 const VERSION = '0.1.0';
@@ -179,6 +186,7 @@ export async function buildApp({
     }),
   );
 
+  app.decorateRequest('logFields', undefined);
   // One log line per request, with its outcome and duration, and the HTTP metrics.
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
@@ -196,6 +204,7 @@ export async function buildApp({
           statusCode: reply.statusCode,
           durationMs: Math.round(reply.elapsedTime * 10) / 10,
           ...(request.apiKeyName !== undefined ? { apiKey: request.apiKeyName } : {}),
+          ...request.logFields,
         },
         'request',
       );

@@ -116,7 +116,8 @@ export const requestRoutes: FastifyPluginAsyncTypebox<{
         bodies.rememberHash(request.body, hash);
       }
       const { id, result } = await cache.request(query, ttl, hash);
-      request.log.info({ imageId: id, result }, 'image requested');
+      // In the request's own log line (app.ts), not a second line.
+      request.logFields = { imageId: id, result };
       return { id };
     },
   );
