@@ -176,7 +176,8 @@ async function main(): Promise<number> {
 
     let hotGetRps = Number.NaN;
     if (['1', '2', '3', '4'].some(wants)) {
-      const svc = await service(c);
+      // The default settings, as the targets of 1 and 2 name them: a log line per request at info.
+      const svc = await service(c, { LOG_LEVEL: 'info' });
       const hot = await hotImage(c, svc);
       if (wants('1'))
         await step('1 Hot GET', async () => void (hotGetRps = (await hotGet(c, svc, hot)).rps));

@@ -19,8 +19,11 @@ import { AppError } from './errors.ts';
 import type { Coordinator } from './coordination/coordinator.ts';
 import { LocalCoordinator } from './coordination/local.ts';
 import { createKentikClient, type KentikClient } from './kentik/client.ts';
-import { installRateLimit, serverOptions } from './http/limits.ts';
+import { BodyParser } from './http/json-body.ts';
+import { installRateLimit, serverOptions, type FrontHandler } from './http/limits.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
+import { hotImagePath } from './routes/hot-image.ts';
+import { HotRequestLog } from './routes/hot-request-log.ts';
 import { imageRoutes } from './routes/images.ts';
 import { infoRoutes } from './routes/info.ts';
 import { operationRoutes } from './routes/operations.ts';
@@ -28,6 +31,13 @@ import { requestRoutes } from './routes/requests.ts';
 import { ErrorBody } from './routes/schemas.ts';
 import { FsStore } from './store/fs-store.ts';
 import { StoreReadError, type Store } from './store/store.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** What a route adds to its request's log line (one line per request, written onResponse). */
+    logFields: Record<string, unknown> | undefined;
+  }
+}
 
 /** Log levels at which the per-request `info` line is written. */
 const LOGS_INFO = new Set(['info', 'debug', 'trace']);
@@ -59,12 +69,15 @@ export async function buildApp({
   store: givenStore,
   client: givenClient,
 }: AppDeps): Promise<App> {
+  // The hot image path, set once the cache exists; the server (made inside Fastify()) asks it first.
+  const front: { hot?: FrontHandler } = {};
   const app = Fastify({
     ...(typeof logger === 'object' && 'info' in logger
       ? { loggerInstance: logger as FastifyBaseLogger }
       : { logger }),
     // Body limit, proxy trust, server timeouts and the connection cap (src/http/limits.ts).
-    ...serverOptions(config),
+    // The hot image path sees each request first (src/routes/hot-image.ts).
+    ...serverOptions(config, (req, res) => front.hot?.(req, res) ?? false),
     // We log one line per request ourselves (onResponse), not Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     // Ids are 87 characters at most, but a longer one is still just an unknown id: let it reach
@@ -110,17 +123,19 @@ export async function buildApp({
     metrics,
   });
 
+  const bodies = new BodyParser();
   // Only JSON is accepted: anything else is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
   // Our own JSON parser, so a client learns where its JSON is broken, and valid JSON that carries a
-  // prototype-poisoning key is refused as such rather than called "not valid JSON".
+  // prototype-poisoning key is refused as such rather than called "not valid JSON". It remembers
+  // recent bodies (a dashboard POSTs the same query again and again): src/http/json-body.ts.
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser(
     'application/json',
     { parseAs: 'string', bodyLimit: config.maxQueryBytes },
     (_request, body, done) => {
       try {
-        done(null, parseJsonBody(body as string));
+        done(null, bodies.parse(body as string));
       } catch (err) {
         done(err as Error, undefined);
       }
@@ -171,6 +186,7 @@ export async function buildApp({
     }),
   );
 
+  app.decorateRequest('logFields', undefined);
   // One log line per request, with its outcome and duration, and the HTTP metrics.
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
@@ -188,6 +204,7 @@ export async function buildApp({
           statusCode: reply.statusCode,
           durationMs: Math.round(reply.elapsedTime * 10) / 10,
           ...(request.apiKeyName !== undefined ? { apiKey: request.apiKeyName } : {}),
+          ...request.logFields,
         },
         'request',
       );
@@ -195,8 +212,10 @@ export async function buildApp({
     done();
   });
 
-  await app.register(requestRoutes, { cache, config });
+  await app.register(requestRoutes, { cache, config, bodies });
   await app.register(imageRoutes, { cache, config });
+  const hotLog = new HotRequestLog(app.log.child({ component: 'http' }));
+  front.hot = hotImagePath({ cache, metrics, activity, log: hotLog });
   await app.register(infoRoutes, { cache, activity });
   await app.register(operationRoutes, { cache, metrics });
   // Charts before the dashboard, which lists them.
@@ -219,6 +238,7 @@ export async function buildApp({
     await cache.close();
   });
   app.addHook('onClose', async () => {
+    hotLog.close();
     await maintenance.stop();
     await cache.close();
     await client.close();
@@ -384,47 +404,4 @@ export function toErrorResponse(
       msg: 'Something went wrong inside the cache; it was logged. Retry, and report it if it persists.',
     },
   };
-}
-
-/**
- * JSON.parse, plus a refusal of `__proto__` keys and `constructor.prototype` (what fastify's default
- * parser refuses too): JSON.parse itself makes them harmless own properties, but code that later
- * copies or merges the object could be tricked by them.
- */
-export function parseJsonBody(text: string): unknown {
-  if (text.length === 0) {
-    throw new AppError(
-      400,
-      'Validation error',
-      'The body is empty: send {"api_query": {…}, "ttl": seconds} as JSON.',
-      ['body'],
-    );
-  }
-  let poisoned: string | undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(text, function (key, v: unknown) {
-      if (key === '__proto__') poisoned = '"__proto__"';
-      else if (key === 'constructor' && typeof v === 'object' && v !== null && 'prototype' in v)
-        poisoned = '"constructor" with "prototype"';
-      return v;
-    });
-  } catch (err) {
-    throw new AppError(
-      400,
-      'Invalid JSON',
-      `The body is not valid JSON (${(err as Error).message.slice(0, 200)}). Send {"api_query": {…}, "ttl": seconds}.`,
-      ['body'],
-      { cause: err },
-    );
-  }
-  if (poisoned) {
-    throw new AppError(
-      400,
-      'Validation error',
-      `The body is valid JSON but contains a ${poisoned} key, which is refused for safety (prototype poisoning). A Kentik query has no such key: remove it.`,
-      ['body'],
-    );
-  }
-  return value;
 }

@@ -43,6 +43,10 @@ describe('POST /requests', () => {
     expect(Number(expiry)).toBeGreaterThanOrEqual(before + 120);
     // Rounded up to a whole second at this ttl (see roundExpiry).
     expect(Number(expiry)).toBeLessThanOrEqual(Date.now() / 1000 + 121);
+    // One log line for the request, naming the id it handed out and how.
+    await svc.waitForLog(
+      (l) => l.msg === 'request' && l.imageId === json.id && l.result === 'miss',
+    );
   });
 
   it('uses DEFAULT_TTL (300 s) when ttl is left out', async () => {

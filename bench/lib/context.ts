@@ -5,7 +5,7 @@
 import os from 'node:os';
 import { rmSync } from 'node:fs';
 import { queryHash } from '../../src/domain/hash.ts';
-import { tempDir, type SimControl } from '../../test/support/index.ts';
+import { answerHeaders, tempDir, type SimControl } from '../../test/support/index.ts';
 import { metricValue, postRequest, request, scrape } from './http.ts';
 import type { LoadResult, LoadTool } from './load.ts';
 import type { Rows } from './report.ts';
@@ -195,6 +195,8 @@ export interface HotImage {
   hash: string;
   bytes: Buffer;
   mime: string;
+  /** The headers the service answers it with (flat list, without Node's own): the bare reference's. */
+  headers: string[];
 }
 
 /** POSTs the benchmark query with a long ttl and fetches its image once: from now on it is cached. */
@@ -210,5 +212,6 @@ export async function hotImage(ctx: Ctx, svc: ServiceProc): Promise<HotImage> {
     hash: queryHash(query),
     bytes: r.body,
     mime: String(r.headers['content-type']),
+    headers: answerHeaders(r.rawHeaders),
   };
 }

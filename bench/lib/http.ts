@@ -5,6 +5,8 @@ import { monoMs } from './util.ts';
 export interface HttpAnswer {
   status: number;
   headers: http.IncomingHttpHeaders;
+  /** As received: name, value, name, value… */
+  rawHeaders: string[];
   body: Buffer;
 }
 
@@ -42,6 +44,7 @@ export function request(
           resolve({
             status: res.statusCode ?? 0,
             headers: res.headers,
+            rawHeaders: res.rawHeaders,
             body: Buffer.concat(chunks),
           }),
         );

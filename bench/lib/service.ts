@@ -1,7 +1,7 @@
 /**
  * The service as the benchmarks run it: the production build (or src/ via tsx), NODE_ENV
- * production, LOG_LEVEL warn, talking to the simulator process. Started by the shared support
- * module, like every process the tests start.
+ * production, LOG_LEVEL warn unless a scenario asks for more, talking to the simulator process.
+ * Started by the shared support module, like every process the tests start.
  */
 import {
   DIST_ENTRY,

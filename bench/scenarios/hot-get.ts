@@ -27,7 +27,7 @@ export async function hotGet(ctx: Ctx, svc: ServiceProc, hot: HotImage): Promise
   if (nginxRef) ctx.log(`  nginx ${nginxRef.version}`);
   // Not a target: the README's nginx in front of the service, with a proxy_cache added.
   const nginxCache = nginxRef ? await startNginxCache(svc.url, `/image/${hot.id}`) : undefined;
-  const bare = await startBareNode(hot.bytes, hot.mime);
+  const bare = await startBareNode(hot.bytes, hot.headers);
   const targets = [
     ...(nginxRef ? [{ name: 'nginx', url: nginxRef.url, svc: undefined }] : []),
     { name: 'bareNode', url: bare.url, svc: undefined },
@@ -126,10 +126,13 @@ export async function hotGet(ctx: Ctx, svc: ServiceProc, hot: HotImage): Promise
   }
   rows.info(
     S,
-    'bare node:http requests/s (reference)',
+    'bare node:http requests/s (same bytes and headers)',
     fmt.rps(bareResult.rps),
-    `service = ${fmt.ratio(mine.rps / bareResult.rps)} of it`,
+    `p50 ${fmt.ms(bareResult.p50Ms)} / p99 ${fmt.ms(bareResult.p99Ms)}`,
   );
+  const ratioToBare = mine.rps / bareResult.rps;
+  raw.ratioToBareNode = round(ratioToBare, 3);
+  rows.check(S, 'service / bare node:http', fmt.ratio(ratioToBare), '≥ 0.85×', ratioToBare >= 0.85);
   if (cached && nginx) {
     rows.info(
       S,

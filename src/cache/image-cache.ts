@@ -133,10 +133,14 @@ export class ImageCache {
     return { ...report, resumed };
   }
 
-  /** Applies the sharing rules to a POST; the new entry is stored before its id is returned. */
+  /**
+   * Applies the sharing rules to a POST; the new entry is stored before its id is returned.
+   * `hash` is queryHash(query), when the caller already knows it.
+   */
   async request(
     query: unknown,
     ttlSeconds: number,
+    hash?: string,
   ): Promise<{ id: string; result: RequestResult }> {
     if (this.#closing) {
       throw new AppError(
@@ -147,7 +151,7 @@ export class ImageCache {
         { headers: { 'retry-after': '5' } },
       );
     }
-    const hash = queryHash(query);
+    hash ??= queryHash(query);
     const now = this.#now();
     let decision: Decision;
     try {

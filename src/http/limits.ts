@@ -4,6 +4,9 @@ import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
 
+/** Sees a request before fastify: answers it itself (true), or leaves it to fastify (false). */
+export type FrontHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+
 type Limits = Pick<
   Config,
   | 'maxConnections'
@@ -21,8 +24,13 @@ type Limits = Pick<
  * socket goes after KEEP_ALIVE_TIMEOUT, and at most MAX_CONNECTIONS sockets are open at once.
  * There is no socket inactivity timeout: a GET waiting for a pending image is silent by design
  * (ENTRY_WAIT_TIMEOUT bounds it), and the request timeouts already bound what a client sends.
+ * `front` sees each request before fastify and may answer it itself (the hot image path); the
+ * limits above are the server's, so they hold for it too.
  */
-export function serverOptions(config: Limits): Partial<FastifyServerOptions> {
+export function serverOptions(
+  config: Limits,
+  front: FrontHandler = () => false,
+): Partial<FastifyServerOptions> {
   return {
     bodyLimit: config.maxQueryBytes,
     // Fastify takes a hop count too (its docs), though its types do not say so.
@@ -39,7 +47,9 @@ export function serverOptions(config: Limits): Partial<FastifyServerOptions> {
           // Node checks the two timeouts above only this often (default 30 s).
           connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs),
         },
-        handler,
+        (req, res) => {
+          if (!front(req, res)) handler(req, res);
+        },
       );
       server.maxConnections = config.maxConnections;
       if (config.maxConnectionsPerAddress > 0)

@@ -6,29 +6,9 @@ import type { ImageCache, Lookup } from '../cache/image-cache.ts';
 import { parseId } from '../domain/ids.ts';
 import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
-import {
-  EXTENSIONS,
-  IMAGE_PRODUCES,
-  imageResponses,
-  matchesEtag,
-  SVG_CSP,
-} from './image-response.ts';
+import { imageHeaders } from './image-headers.ts';
+import { IMAGE_PRODUCES, imageResponses, matchesEtag } from './image-response.ts';
 import { errorResponse } from './schemas.ts';
-
-/**
- * The headers of an image that stay the same while its entry lives, built once per entry rather than
- * on every GET (a hot image is served thousands of times a second). Entries are immutable, so the
- * entry object is the key, and they go when it does.
- */
-interface ImageHeaders {
-  etag: string;
-  expires: string;
-  disposition: string;
-  /** `cache-control` for `maxAge`, rebuilt when the whole seconds left change. */
-  maxAge: number;
-  cacheControl: string;
-}
-const imageHeaders = new WeakMap<ImageEntry, ImageHeaders>();
 
 const notFound = (id: string, why: string): AppError =>
   new AppError(
@@ -157,31 +137,10 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
     entry: ImageEntry,
     bytes: Buffer,
   ): FastifyReply {
-    let h = imageHeaders.get(entry);
-    if (!h) {
-      h = {
-        etag: `"${entry.digest}"`,
-        expires: new Date(entry.expiresAt).toUTCString(),
-        disposition: `inline; filename="${id}.${EXTENSIONS[entry.mime]}"`,
-        maxAge: -1,
-        cacheControl: '',
-      };
-      imageHeaders.set(entry, h);
-    }
-    const maxAge = Math.max(0, Math.floor((entry.expiresAt - Date.now()) / 1000));
-    if (maxAge !== h.maxAge) {
-      h.maxAge = maxAge;
-      h.cacheControl = `public, max-age=${maxAge}`;
-    }
-    reply.headers({
-      etag: h.etag,
-      'cache-control': h.cacheControl,
-      expires: h.expires,
-      'x-content-type-options': 'nosniff',
-      'content-disposition': h.disposition,
-    });
-    if (entry.mime === 'image/svg+xml') reply.header('content-security-policy', SVG_CSP);
-    if (matchesEtag(reply.request.headers['if-none-match'], h.etag)) return reply.code(304).send();
-    return reply.type(entry.mime).header('content-length', bytes.length).send(bytes);
+    const h = imageHeaders(entry, id, bytes.length, Date.now());
+    const is304 = matchesEtag(reply.request.headers['if-none-match'], h.etag);
+    const headers = is304 ? h.notModified : h.ok;
+    for (let i = 0; i < headers.length; i += 2) reply.header(headers[i]!, headers[i + 1]);
+    return is304 ? reply.code(304).send() : reply.send(bytes);
   }
 };

@@ -1,10 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { UncanonicalQueryError } from '../domain/hash.ts';
+import { queryHash, UncanonicalQueryError } from '../domain/hash.ts';
 import type { ImageCache } from '../cache/image-cache.ts';
 import { ID_PATTERN_SOURCE } from '../domain/ids.ts';
 import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
+import type { BodyParser } from '../http/json-body.ts';
 import { errorResponse } from './schemas.ts';
 
 /** Kentik queries nest 5–6 levels; anything deeper is not a query and would cost stack to hash. */
@@ -13,7 +14,9 @@ const MAX_QUERY_DEPTH = 64;
 export const requestRoutes: FastifyPluginAsyncTypebox<{
   cache: ImageCache;
   config: Config;
-}> = async (app, { cache, config }) => {
+  /** The JSON body parser (app.ts): it keeps the query hash of bodies it has seen before. */
+  bodies: BodyParser;
+}> = async (app, { cache, config, bodies }) => {
   // The path exists, just not for these methods: say which ones it has.
   app.route({
     method: ['GET', 'PUT', 'PATCH', 'DELETE'],
@@ -106,28 +109,42 @@ export const requestRoutes: FastifyPluginAsyncTypebox<{
     },
     async (request) => {
       const { api_query: query, ttl = config.defaultTtl } = request.body;
-      if (depthExceeds(query, MAX_QUERY_DEPTH)) {
-        throw new AppError(
-          400,
-          'Validation error',
-          `api_query is nested deeper than ${MAX_QUERY_DEPTH} levels; a Kentik query is a shallow JSON object.`,
-          ['body', 'api_query'],
-        );
+      // A body sent before (the same text) was checked and hashed then.
+      let hash = bodies.knownHash(request.body);
+      if (hash === undefined) {
+        hash = checkedHash(query);
+        bodies.rememberHash(request.body, hash);
       }
-      const { id, result } = await cache.request(query, ttl).catch((err: unknown) => {
-        if (!(err instanceof UncanonicalQueryError)) throw err;
-        throw new AppError(
-          400,
-          'Validation error',
-          `api_query cannot be hashed: ${err.message}. Numbers must be finite (no 1e400) and strings valid Unicode (no lone \\uD800 surrogates).`,
-          ['body', 'api_query'],
-        );
-      });
-      request.log.info({ imageId: id, result }, 'image requested');
+      const { id, result } = await cache.request(query, ttl, hash);
+      // In the request's own log line (app.ts), not a second line.
+      request.logFields = { imageId: id, result };
       return { id };
     },
   );
 };
+
+/** queryHash(query), or a 400 naming what keeps the query from being hashed. */
+function checkedHash(query: object): string {
+  if (depthExceeds(query, MAX_QUERY_DEPTH)) {
+    throw new AppError(
+      400,
+      'Validation error',
+      `api_query is nested deeper than ${MAX_QUERY_DEPTH} levels; a Kentik query is a shallow JSON object.`,
+      ['body', 'api_query'],
+    );
+  }
+  try {
+    return queryHash(query);
+  } catch (err) {
+    if (!(err instanceof UncanonicalQueryError)) throw err;
+    throw new AppError(
+      400,
+      'Validation error',
+      `api_query cannot be hashed: ${err.message}. Numbers must be finite (no 1e400) and strings valid Unicode (no lone \\uD800 surrogates).`,
+      ['body', 'api_query'],
+    );
+  }
+}
 
 /** Iterative, so a hostile 1 MiB of `[[[[…` cannot overflow the stack while we look. */
 function depthExceeds(value: unknown, max: number): boolean {

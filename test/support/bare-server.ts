@@ -1,18 +1,8 @@
-/** The ceiling for a Node.js service: node:http answering the same image bytes from memory. */
+/** The bare node:http reference as a process of its own (see references.ts, bare-image.ts). */
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
+import { bareImageServer } from './bare-image.ts';
 
 const bytes = readFileSync(process.env.BARE_FILE ?? '');
-const headers = {
-  'content-type': process.env.BARE_MIME ?? 'image/png',
-  'content-length': String(bytes.length),
-  'cache-control': 'public, max-age=3600',
-  'x-content-type-options': 'nosniff',
-};
-http
-  .createServer((_req, res) => {
-    res.writeHead(200, headers);
-    res.end(bytes);
-  })
-  .listen(Number(process.env.BARE_PORT), '127.0.0.1');
+const headers = JSON.parse(process.env.BARE_HEADERS ?? '[]') as string[];
+bareImageServer(bytes, headers).listen(Number(process.env.BARE_PORT), '127.0.0.1');
 process.on('SIGTERM', () => process.exit(0));

@@ -2,6 +2,7 @@
  * The one way tests and benchmarks start processes: the service, the Kentik simulator (in a child
  * process, for benchmarks), redis-server, and the benchmarks' references (nginx, bare node:http).
  */
+export * from './bare-image.ts';
 export * from './build.ts';
 export * from './clock.ts';
 export * from './http.ts';

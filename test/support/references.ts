@@ -147,8 +147,12 @@ ${http(dir).replaceAll('PORT', String(port))}
   };
 }
 
-/** A bare node:http server answering `bytes` from memory: the ceiling for any Node.js service. */
-export async function startBareNode(bytes: Buffer, mime: string): Promise<Reference> {
+/**
+ * The bare node:http server (bare-image.ts) in a process of its own, answering `bytes` with
+ * `headers`: the service's own headers for that image (a flat list, see answerHeaders), so the
+ * comparison is of the same answer.
+ */
+export async function startBareNode(bytes: Buffer, headers: readonly string[]): Promise<Reference> {
   const dir = tempDir('kic-bench-bare-');
   writeFileSync(path.join(dir, 'image'), bytes);
   const port = await freePort();
@@ -160,7 +164,7 @@ export async function startBareNode(bytes: Buffer, mime: string): Promise<Refere
         ...process.env,
         BARE_PORT: String(port),
         BARE_FILE: path.join(dir, 'image'),
-        BARE_MIME: mime,
+        BARE_HEADERS: JSON.stringify(headers),
       },
       name: 'the bare Node.js server',
     },

@@ -1,0 +1,100 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { AppError } from '../errors.ts';
+import { BodyParser, parseJsonBody } from './json-body.ts';
+
+const refusal = (text: string): string | undefined => {
+  try {
+    parseJsonBody(text);
+    return undefined;
+  } catch (err) {
+    expect(err).toBeInstanceOf(AppError);
+    return (err as AppError).message;
+  }
+};
+
+describe('parseJsonBody', () => {
+  it('refuses __proto__ and constructor.prototype keys, written plainly or behind \\u escapes', () => {
+    for (const text of [
+      '{"__proto__": {"x": 1}}',
+      '{"api_query": {"a": [{"__proto__": null}]}}',
+      '{"\\u005f_proto__": {}}',
+      '{"__pro\\u0074o__": 1}',
+      '{"constructor": {"prototype": {}}}',
+      '{"\\u0063onstructor": {"prototype": 1}}',
+    ])
+      expect(refusal(text), text).toMatch(/prototype poisoning/);
+  });
+
+  it('accepts the words where they are not such keys', () => {
+    expect(parseJsonBody('{"title": "__proto__ constructor"}')).toEqual({
+      title: '__proto__ constructor',
+    });
+    expect(parseJsonBody('{"constructor": 1, "t": "\\u00e9"}')).toEqual({ constructor: 1, t: 'é' });
+  });
+
+  it('parses what JSON.parse parses, with or without the checking reviver', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const text = JSON.stringify(value);
+        // fc's JSON values may carry __proto__ keys: those are refused, anything else parsed alike.
+        if (refusal(text) === undefined) expect(parseJsonBody(text)).toEqual(JSON.parse(text));
+      }),
+    );
+  });
+
+  it('keeps its messages for empty and broken bodies', () => {
+    expect(refusal('')).toMatch(/The body is empty/);
+    expect(refusal('{"api_query": {')).toMatch(/not valid JSON/);
+  });
+});
+
+describe('BodyParser', () => {
+  const body = (n: number) => JSON.stringify({ api_query: { n, nested: { list: [1, 2] } } });
+
+  it('hands out one deeply frozen value per body text', () => {
+    const p = new BodyParser();
+    const a = p.parse(body(1)) as any;
+    // A different string with the same text (as each request's body is).
+    const b = p.parse(body(1).slice(0)) as any;
+    expect(b).toBe(a);
+    expect(Object.isFrozen(a)).toBe(true);
+    expect(Object.isFrozen(a.api_query.nested.list)).toBe(true);
+    expect(() => {
+      a.api_query.nested.list.push(3);
+    }).toThrow(TypeError);
+    expect(p.parse(body(2))).not.toBe(a);
+  });
+
+  it('keeps a query hash only for values it handed out', () => {
+    const p = new BodyParser();
+    const a = p.parse(body(1)) as object;
+    expect(p.knownHash(a)).toBeUndefined();
+    p.rememberHash(a, 'h1');
+    expect(p.knownHash(p.parse(body(1)) as object)).toBe('h1');
+    const foreign = { api_query: {} };
+    p.rememberHash(foreign, 'h2');
+    expect(p.knownHash(foreign)).toBeUndefined();
+  });
+
+  it('remembers no refused body', () => {
+    const p = new BodyParser();
+    for (let i = 0; i < 2; i++) expect(() => p.parse('{"__proto__": 1}')).toThrow(/poisoning/);
+    expect(() => p.parse('{')).toThrow(/not valid JSON/);
+    expect(p.size).toBe(0);
+  });
+
+  it('is bounded by entries and characters, least recently used out first', () => {
+    const p = new BodyParser({ maxEntries: 3, maxChars: 1_000_000 });
+    const first = p.parse(body(1));
+    p.parse(body(2));
+    p.parse(body(3));
+    p.parse(body(1)); // used again: now the most recent
+    p.parse(body(4)); // evicts 2
+    expect(p.size).toBe(3);
+    expect(p.parse(body(1))).toBe(first);
+    const small = new BodyParser({ maxEntries: 100, maxChars: body(1).length * 2 });
+    for (let n = 1; n <= 5; n++) small.parse(body(n));
+    expect(small.size).toBe(2);
+  });
+});
