@@ -67,7 +67,10 @@ export function request(
  * a two-core machine that would be measured as the service's latency. The socket is connected before
  * the request is written, so connection set-up is not in `doneMs` either.
  */
-export function rawGet(url: string, timeoutMs: number): Promise<HttpAnswer & { doneMs: number }> {
+export function rawGet(
+  url: string,
+  timeoutMs: number,
+): Promise<Omit<HttpAnswer, 'rawHeaders'> & { doneMs: number }> {
   const { hostname, port, pathname, search } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = net.connect(Number(port), hostname);

@@ -132,7 +132,18 @@ export async function hotGet(ctx: Ctx, svc: ServiceProc, hot: HotImage): Promise
   );
   const ratioToBare = mine.rps / bareResult.rps;
   raw.ratioToBareNode = round(ratioToBare, 3);
-  rows.check(S, 'service / bare node:http', fmt.ratio(ratioToBare), '≥ 0.85×', ratioToBare >= 0.85);
+  rows.check(
+    S,
+    'service / bare node:http',
+    fmt.ratio(ratioToBare),
+    '≥ 0.85×',
+    ratioToBare >= 0.85,
+    {
+      value: ratioToBare,
+      target: 0.85,
+      better: 'higher',
+    },
+  );
   if (cached && nginx) {
     rows.info(
       S,
