@@ -70,7 +70,7 @@ export function request(
 export function rawGet(
   url: string,
   timeoutMs: number,
-): Promise<Omit<HttpAnswer, 'rawHeaders'> & { doneMs: number }> {
+): Promise<Omit<HttpAnswer, 'rawHeaders'> & { doneMs: number; close: () => void }> {
   const { hostname, port, pathname, search } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = net.connect(Number(port), hostname);
@@ -79,7 +79,9 @@ export function rawGet(
     let expected = Number.POSITIVE_INFINITY;
     let head: { status: number; headers: http.IncomingHttpHeaders } | undefined;
     const finish = (doneMs: number): void => {
-      socket.destroy();
+      // Left open until the caller is done: a close now would make the server tear the connection
+      // down while it is still answering the others, and that work would count as its latency.
+      socket.setTimeout(0);
       const all = Buffer.concat(chunks);
       const start = all.indexOf('\r\n\r\n') + 4;
       resolve({
@@ -87,6 +89,7 @@ export function rawGet(
         headers: head?.headers ?? {},
         body: all.subarray(start),
         doneMs,
+        close: () => socket.destroy(),
       });
     };
     socket.setTimeout(timeoutMs, () =>

@@ -12,6 +12,7 @@ interface Client {
   doneMs: number;
   status: number;
   body: Buffer;
+  close?: () => void;
 }
 
 export function fanIn(ctx: Ctx, svc: ServiceProc): Promise<void> {
@@ -59,9 +60,10 @@ export async function fanInOver(
         const id = (JSON.parse(posted.body.toString('utf8')) as { id: string }).id;
         const from = svcs[(i + 1) % svcs.length]!.url;
         const r = await rawGet(`${from}/image/${id}`, 60_000);
-        return { postMs, doneMs: r.doneMs, status: r.status, body: r.body };
+        return { postMs, doneMs: r.doneMs, status: r.status, body: r.body, close: r.close };
       }),
     );
+    for (const c of clients) c.close?.();
     const calls = (await sim.calls(mark)).calls.filter((c) => c.hash === hash);
     const answered = calls[0]?.end ?? Number.NaN;
     const ok = clients.filter((c) => c.status === 200);
