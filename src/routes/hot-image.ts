@@ -3,8 +3,7 @@ import type { Activity } from '../dashboard/activity.ts';
 import type { FrontHandler } from '../http/limits.ts';
 import type { Metrics } from '../metrics.ts';
 import type { HotRequestLog } from './hot-request-log.ts';
-import { imageHeaders } from './image-headers.ts';
-import { matchesEtag } from './image-response.ts';
+import { writeImage } from './image-headers.ts';
 
 const PREFIX = '/image/';
 const ROUTE = '/image/:id';
@@ -56,20 +55,13 @@ export function hotImagePath(deps: {
     const hot = cache.lookupHot(id);
     if (!hot) return false;
 
-    const h = imageHeaders(hot.entry, id, hot.bytes.length, Date.now());
-    let status: 200 | 304;
-    if (condition !== undefined && matchesEtag(condition, h.etag)) {
-      res.writeHead(304, h.notModified);
-      res.end();
-      status = 304;
-      count.get304.inc();
-    } else {
-      res.writeHead(200, h.ok);
-      if (head) res.end();
-      else res.end(hot.bytes);
-      status = 200;
-      (head ? count.head200 : count.get200).inc();
-    }
+    const status = writeImage(
+      res,
+      { method, ifNoneMatch: condition },
+      { entry: hot.entry, id, bytes: hot.bytes },
+      Date.now(),
+    );
+    (status === 304 ? count.get304 : head ? count.head200 : count.get200).inc();
     // Until the answer is handed to the socket (the route measures until it is flushed).
     const ms = performance.now() - start;
     duration.observe(ms / 1000);

@@ -6,8 +6,8 @@ import type { ImageCache, Lookup } from '../cache/image-cache.ts';
 import { parseId } from '../domain/ids.ts';
 import type { Config } from '../config.ts';
 import { AppError } from '../errors.ts';
-import { imageHeaders } from './image-headers.ts';
-import { IMAGE_PRODUCES, imageResponses, matchesEtag } from './image-response.ts';
+import { writeImage } from './image-headers.ts';
+import { IMAGE_PRODUCES, imageResponses } from './image-response.ts';
 import { errorResponse } from './schemas.ts';
 
 const notFound = (id: string, why: string): AppError =>
@@ -137,10 +137,15 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
     entry: ImageEntry,
     bytes: Buffer,
   ): FastifyReply {
-    const h = imageHeaders(entry, id, bytes.length, Date.now());
-    const is304 = matchesEtag(reply.request.headers['if-none-match'], h.etag);
-    const headers = is304 ? h.notModified : h.ok;
-    for (let i = 0; i < headers.length; i += 2) reply.header(headers[i]!, headers[i + 1]);
-    return is304 ? reply.code(304).send() : reply.send(bytes);
+    // Written on the raw response, as the hot path does (image-headers.ts); onResponse still runs.
+    reply.hijack();
+    const { method, headers } = reply.request;
+    writeImage(
+      reply.raw,
+      { method, ifNoneMatch: headers['if-none-match'] },
+      { entry, id, bytes },
+      Date.now(),
+    );
+    return reply;
   }
 };
