@@ -22,8 +22,12 @@ const JOURNAL_PATTERN = /^journal-([0-9]{1,15})$/;
 const SNAPSHOT = 'index.snapshot';
 const SNAPSHOT_VERSION = 2;
 const SNAPSHOT_KEY = 'kentik-image-cache-snapshot';
-/** Entries serialised between two writes (and event-loop turns) of the snapshot. */
-const SNAPSHOT_SLICE = 2000;
+/**
+ * How much of the snapshot is serialised between two writes (and event-loop turns): by size, not
+ * by entry count, since a pending entry carries its whole query (a few KB) and 2,000 of them would
+ * hold the event loop for tens of milliseconds while POSTs wait.
+ */
+const SNAPSHOT_SLICE_CHARS = 256 * 1024;
 /** Entry records are a few hundred bytes (pending ones carry a query of a few KB). */
 const READ_BUFFER_BYTES = 64 * 1024;
 /**
@@ -197,10 +201,9 @@ export class FsStore implements Store {
       handle = await fs.open(temp, 'w', 0o644);
       let chunk = JSON.stringify({ [SNAPSHOT_KEY]: SNAPSHOT_VERSION, journal: generation }) + '\n';
       let bytes = 0;
-      let count = 0;
       for (const entry of all) {
         chunk += putRecord(entry);
-        if (++count % SNAPSHOT_SLICE === 0) {
+        if (chunk.length >= SNAPSHOT_SLICE_CHARS) {
           bytes += chunk.length;
           await handle.write(chunk);
           chunk = '';
