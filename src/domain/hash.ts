@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import canonicalize from 'canonicalize';
+import { canonicalJson, NotCanonicalError } from './canonical-json.ts';
 
 /** The query has no canonical form, so it cannot be hashed: a client error, not a server one. */
 export class UncanonicalQueryError extends TypeError {
@@ -11,19 +11,17 @@ export class UncanonicalQueryError extends TypeError {
  * key order or number spelling (1.0 vs 1) hash the same, so they share one upstream call.
  */
 export function queryHash(query: unknown): string {
-  let canonical: string | undefined;
+  let canonical: string;
   try {
-    canonical = canonicalize(query);
+    canonical = canonicalJson(query);
   } catch (err) {
     // A stack overflow is ours, not the query's (callers cap the depth first): let it through.
-    if (err instanceof RangeError) throw err;
+    if (!(err instanceof NotCanonicalError)) throw err;
     // JSON text can hold what RFC 8785 (I-JSON) cannot: 1e400 parses to Infinity, "\ud800" to a lone surrogate.
-    throw new UncanonicalQueryError(`${(err as Error).message} in canonical JSON (RFC 8785)`, {
+    throw new UncanonicalQueryError(`${err.message} in canonical JSON (RFC 8785)`, {
       cause: err,
     });
   }
-  if (canonical === undefined)
-    throw new UncanonicalQueryError('the query cannot be represented as JSON');
   return createHash('sha256').update(canonical).digest('hex');
 }
 
