@@ -35,6 +35,10 @@ export interface Params {
   /** How long after ready RSS is watched for its peak. */
   coldRssWatchSec: number;
   maintEntries: number;
+  /** Entries in the index for scenario 11, and its targets. */
+  millionEntries: number;
+  millionRssBytes: number;
+  millionInfoMs: number;
   maintBaselineSec: number;
   maintLagP99Ms: number;
   uniqueDurationSec: number;
@@ -53,10 +57,13 @@ export const FULL: Params = {
   addedRounds: 50,
   addedBudgetMs: 15,
   coldEntries: 100_000,
-  coldReadyMs: 2000,
-  coldRssBytes: 200 * 2 ** 20,
+  coldReadyMs: 1000,
+  coldRssBytes: 160 * 2 ** 20,
   coldRssWatchSec: 3,
   maintEntries: 100_000,
+  millionEntries: 1_000_000,
+  millionRssBytes: 600 * 2 ** 20,
+  millionInfoMs: 20,
   maintBaselineSec: 4,
   maintLagP99Ms: 20,
   uniqueDurationSec: 10,
@@ -73,6 +80,7 @@ export const QUICK: Params = {
   coldEntries: 5000,
   coldRssWatchSec: 1,
   maintEntries: 5000,
+  millionEntries: 20_000,
   maintBaselineSec: 1.5,
   uniqueDurationSec: 2,
   redisMemoryImages: 16,
