@@ -7,7 +7,7 @@
 #   docker run -d -p 8080:8080 -v kic-cache:/cache --env-file .env kentik-image-cache
 #
 # Stages: deps (production dependencies of the service only) -> prod-deps (without types, maps,
-# docs) and build (compile TypeScript)
+# docs) and build (bundle the TypeScript service with esbuild)
 # -> simulator (the Kentik API simulator, for container tests; build it with
 # --target simulator) -> the runtime image (last stage, the default target).
 
@@ -26,15 +26,14 @@ RUN find node_modules -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.m
     && find node_modules -depth -type d \( -name test -o -name tests -o -name .github \
          -o -name benchmark -o -name benchmarks \) -exec rm -rf {} +
 
-# --- build: compile the service (src/, without tests and the demo) -------------------------------
+# --- build: bundle the service (src/server.ts and what it imports) into dist/ --------------------
 FROM deps AS build
-# The compiler and Node's type declarations, at the versions the lock file pins.
+# The bundler, at the version the lock file pins (its platform binary comes as an optional package).
 RUN npm install --no-save --no-package-lock --ignore-scripts --no-audit --no-fund \
-      "typescript@$(node -p "require('./package-lock.json').packages['node_modules/typescript'].version")" \
-      "@types/node@$(node -p "require('./package-lock.json').packages['node_modules/@types/node'].version")"
-COPY tsconfig.json tsconfig.build.json ./
+      "esbuild@$(node -p "require('./package-lock.json').packages['node_modules/esbuild'].version")"
+COPY scripts/build.mjs ./scripts/
 COPY src ./src
-RUN node_modules/.bin/tsc -p tsconfig.build.json --sourceMap false && mkdir -p /out/cache
+RUN node scripts/build.mjs --no-sourcemap && mkdir -p /out/cache
 
 # --- simulator: the Kentik API simulator for container tests (not part of the service image) ----
 FROM node:24-slim AS simulator
@@ -61,8 +60,8 @@ COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY assets ./assets
-# The example requests behind the dashboard's "New chart" menu: dist/dashboard/api.js reads them
-# from ../../examples/queries, i.e. /app/examples/queries (about 70 KB of JSON).
+# The example requests behind the dashboard's "New chart" menu: the service reads them from
+# examples/queries next to dist/ (src/paths.ts), i.e. /app/examples/queries (about 70 KB of JSON).
 COPY examples/queries ./examples/queries
 # The cache volume belongs to the unprivileged user; everything else stays root-owned, read-only.
 # (No RUN in this stage: nothing a build step mounts, such as a CA file, can leave a trace here.)

@@ -26,6 +26,7 @@ import { coldStart } from './scenarios/cold-start.ts';
 import { fanIn } from './scenarios/fan-in.ts';
 import { hotGet } from './scenarios/hot-get.ts';
 import { maintenanceUnderLoad } from './scenarios/maintenance.ts';
+import { millionEntries } from './scenarios/million.ts';
 import { redisMemory } from './scenarios/redis-memory.ts';
 import { repeatPost, repeatPostSameTtl } from './scenarios/repeat-post.ts';
 import { uniquePosts } from './scenarios/unique-posts.ts';
@@ -40,7 +41,7 @@ bench/results/latest.svg. Builds the service first if dist/ is stale.
 Scenarios: 1 hot GET (vs nginx and a bare node:http server), 2 repeat POST (rule 1; 2b: same ttl,
 rule 2), 3 fan-in, 4 added latency, 5 cold start, 6 maintenance under load, 7 unique POSTs,
 8 cluster fan-in (3 replicas on one redis-server), 9 cluster hot GET (Redis mode vs filesystem),
-10 Redis memory per image (capacity).
+10 Redis memory per image (capacity), 11 a million entries in the index (memory, /info, maintenance).
 
 Options:
   --quick               short version (seconds per scenario, smaller data sets): proves the harness
@@ -200,6 +201,7 @@ async function main(): Promise<number> {
     if (wants('8')) await step('8 Cluster fan-in', () => clusterFanIn(c));
     if (wants('9')) await step('9 Cluster hot GET', () => clusterHotGet(c));
     if (wants('10')) await step('10 Redis memory per image', () => redisMemory(c));
+    if (wants('11')) await step('11 1M entries', () => millionEntries(c));
   } finally {
     for (const fn of cleanup.reverse()) await Promise.resolve(fn()).catch(() => undefined);
     await sim?.stop();

@@ -1,5 +1,4 @@
 import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, {
   LogController,
@@ -19,7 +18,9 @@ import { AppError } from './errors.ts';
 import type { Coordinator } from './coordination/coordinator.ts';
 import { LocalCoordinator } from './coordination/local.ts';
 import { createKentikClient, type KentikClient } from './kentik/client.ts';
+import { lazyDocs } from './http/docs.ts';
 import { BodyParser } from './http/json-body.ts';
+import { lazySchemaCompilers } from './http/lazy-schemas.ts';
 import { installRateLimit, serverOptions, type FrontHandler } from './http/limits.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { hotImagePath } from './routes/hot-image.ts';
@@ -85,6 +86,8 @@ export async function buildApp({
     routerOptions: { maxParamLength: 16 * 1024 },
     forceCloseConnections: 'idle',
     return503OnClosing: true,
+    // Route schemas are compiled on first use, not at every start (src/http/lazy-schemas.ts).
+    schemaController: { compilersFactory: lazySchemaCompilers },
     ajv: {
       // api_query is forwarded unchanged and ttl must really be an integer: no coercion, no stripping.
       customOptions: {
@@ -165,7 +168,8 @@ export async function buildApp({
       ],
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', logo: undefined });
+  // Swagger UI is loaded when /docs is first asked for, not at every start (src/http/docs.ts).
+  lazyDocs(app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   installAccessControl(app, { apiKeys: config.apiKeys, metricsKey: config.metricsKey });

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { createRequire } from 'node:module';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { buildApp } from './app.ts';
 import { ConfigError, loadConfig, printableConfig, readEnv } from './config.ts';
 import { loggerOptions } from './logger.ts';
@@ -11,6 +13,8 @@ import { CachePathLockedError } from './store/lock.ts';
  * snapshot is saved first (see the preClose hook in app.ts), so cutting off costs nothing durable.
  */
 const SHUTDOWN_GRACE_MS = 10_000;
+/** Heap size from which a start gives back the garbage of loading the index (releaseLoadGarbage). */
+const RELEASE_ABOVE_BYTES = 96 * 2 ** 20;
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost|::ffff:127\.\d+\.\d+\.\d+)$/i;
 
 const env = readEnv();
@@ -36,6 +40,7 @@ try {
   process.exit(3);
 }
 const { app } = built;
+releaseLoadGarbage();
 if (config.debug) app.log.debug({ settings: printableConfig(config) }, 'effective settings');
 if (config.apiKeys.length === 0 && !LOOPBACK.test(config.host)) {
   app.log.warn(
@@ -74,6 +79,19 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 }
 
 await app.listen({ host: config.host, port: config.port });
+
+/**
+ * Loading a large index makes short-lived garbage (records read, parsed and copied) that grows the
+ * heap to two or three times what the index keeps, and V8 keeps those pages. Once the heap is that
+ * large, one memory-reducing collection before listening gives them back (100k entries: RSS about
+ * 330 → 170 MB for some 200 ms of CPU, once, while nothing waits yet). Small starts skip it.
+ */
+function releaseLoadGarbage(): void {
+  if (v8.getHeapStatistics().total_heap_size < RELEASE_ABOVE_BYTES) return;
+  v8.setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as ((options: object) => void) | undefined;
+  gc?.({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+}
 
 function canResolve(name: string): boolean {
   try {

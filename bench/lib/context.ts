@@ -37,6 +37,10 @@ export interface Params {
   /** How long after ready RSS is watched for its peak. */
   coldRssWatchSec: number;
   maintEntries: number;
+  /** Entries in the index for scenario 11, and its targets. */
+  millionEntries: number;
+  millionRssBytes: number;
+  millionInfoMs: number;
   maintBaselineSec: number;
   maintLagP99Ms: number;
   uniqueDurationSec: number;
@@ -60,6 +64,9 @@ export const FULL: Params = {
   coldRssBytes: 160 * 2 ** 20,
   coldRssWatchSec: 3,
   maintEntries: 100_000,
+  millionEntries: 1_000_000,
+  millionRssBytes: 600 * 2 ** 20,
+  millionInfoMs: 20,
   maintBaselineSec: 4,
   maintLagP99Ms: 20,
   uniqueDurationSec: 10,
@@ -76,6 +83,7 @@ export const QUICK: Params = {
   coldEntries: 5000,
   coldRssWatchSec: 1,
   maintEntries: 5000,
+  millionEntries: 20_000,
   maintBaselineSec: 1.5,
   uniqueDurationSec: 2,
   redisMemoryImages: 16,

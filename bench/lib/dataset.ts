@@ -5,6 +5,7 @@ import type { Entry } from '../../src/domain/entry.ts';
 import { queryHash } from '../../src/domain/hash.ts';
 import { formatId } from '../../src/domain/ids.ts';
 import { putRecord } from '../../src/store/journal.ts';
+import { summarizeQuery } from '../../src/domain/query-summary.ts';
 
 export interface DatasetMix {
   image: number;
@@ -75,12 +76,14 @@ export function writeDataset(spec: DatasetSpec): Dataset {
     return { query: q, hash: queryHash(q) };
   });
 
+  // Every entry carries its query in words, as the service writes it (each record its own copy).
+  const summary = summarizeQuery(spec.query);
   const entries: Entry[] = [];
   const records: string[] = [];
   let n = 0;
   let hash = '';
   const write = (
-    make: (base: { id: string; hash: string; expiresAt: number; createdAt: number }) => Entry,
+    make: (base: Pick<Entry, 'id' | 'hash' | 'expiresAt' | 'createdAt' | 'summary'>) => Entry,
     expiresAtBase: number,
   ): void => {
     // A new query every idsPerQuery ids; ids of one query differ by their expiry millisecond.
@@ -89,7 +92,7 @@ export function writeDataset(spec: DatasetSpec): Dataset {
     const expiresAt = expiresAtBase + slot;
     const id = formatId(hash, expiresAt);
     const createdAt = Math.min(now, expiresAt) - 60_000 - (n % 3600) * 1000;
-    const entry = make({ id, hash, expiresAt, createdAt });
+    const entry = make({ id, hash, expiresAt, createdAt, summary });
     records.push(putRecord(entry));
     entries.push(entry);
     n++;
@@ -160,6 +163,7 @@ export function writeDataset(spec: DatasetSpec): Dataset {
       hash: pq.hash,
       expiresAt,
       createdAt: now - 1000,
+      summary: summarizeQuery(pq.query),
       kind: 'pending',
       query: pq.query,
     };

@@ -4,9 +4,6 @@ import type { Metrics } from '../metrics.ts';
 import { chartReadRoutes, chartWriteRoutes } from '../routes/charts.ts';
 import { FsChartStore } from './fs-store.ts';
 import { createChartMetrics } from './metrics.ts';
-import { RedisChartStore, type ChartRedis } from './redis-store.ts';
-import { CoordinatorUnavailableError } from '../coordination/coordinator.ts';
-import { createRedisLink, RedisUnavailable, type RedisLink } from '../coordination/redis/client.ts';
 import { ChartService, type ChartImageSource } from './service.ts';
 import type { ChartStore } from './store.ts';
 
@@ -56,6 +53,12 @@ async function createChartStore(config: Config, log: FastifyBaseLogger): Promise
     // A connection of its own through the service's Redis adapter (same timeouts, no offline
     // queue, password scrubbed from errors); the coordinator opened Redis just before, so a
     // Redis that cannot be reached has already stopped the start.
+    // Loaded only in Redis mode: the filesystem mode starts without the Redis client's modules.
+    const [{ createRedisLink }, { RedisChartStore }, { chartRedis }] = await Promise.all([
+      import('../coordination/redis/client.ts'),
+      import('./redis-store.ts'),
+      import('./redis-link.ts'),
+    ]);
     const link = createRedisLink(config.redisUrl, (message) =>
       log.warn({ err: message }, 'chart store: Redis connection error'),
     );
@@ -66,17 +69,4 @@ async function createChartStore(config: Config, log: FastifyBaseLogger): Promise
     onQuarantine: (file, reason, movedTo) =>
       log.warn({ file, reason, movedTo }, 'unreadable chart file quarantined'),
   });
-}
-
-/** Redis being unreachable is a 503 with Retry-After, as for every other request that needs it. */
-export function chartRedis(link: Pick<RedisLink, 'command' | 'evalScript'>): ChartRedis {
-  const translate = (err: unknown): never => {
-    if (err instanceof RedisUnavailable)
-      throw new CoordinatorUnavailableError(err.message, { cause: err });
-    throw err;
-  };
-  return {
-    command: (args) => link.command(args).catch(translate),
-    evalScript: (script, keys, args) => link.evalScript(script, keys, args).catch(translate),
-  };
 }

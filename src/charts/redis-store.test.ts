@@ -2,7 +2,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { startRedis, stopAllRedis, type RedisServer } from '../../test/helpers/redis-server.ts';
 import { createRedisLink } from '../coordination/redis/client.ts';
 import { Secret } from '../secret.ts';
-import { chartRedis } from './index.ts';
+import { chartRedis } from './redis-link.ts';
 import { RedisChartStore } from './redis-store.ts';
 import { chartStoreContract } from './store.contract.ts';
 

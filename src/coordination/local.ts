@@ -4,7 +4,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { Limiter } from './limiter.ts';
 import type { Entry, ImageEntry, PendingEntry } from '../domain/entry.ts';
 import { formatId } from '../domain/ids.ts';
-import { summarizeQuery } from '../domain/query-summary.ts';
+import { sameSummary, summarizeQuery, type QuerySummary } from '../domain/query-summary.ts';
 import { AppError, StorageError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { StoreWriteError, type Store } from '../store/store.ts';
@@ -44,7 +44,11 @@ interface LastImage {
 
 /** Everything known about one query hash. */
 interface Group {
+  /** The hash itself: the one string every entry of the query points to. */
+  hash: string;
   ids: Set<string>;
+  /** The query in words, one object shared by every entry of the query (see #share). */
+  summary?: QuerySummary;
   /** Id of the pending or image entry that expires last, if known (see #longestLived). */
   best?: string;
   flight?: Flight;
@@ -52,6 +56,8 @@ interface Group {
 }
 
 interface BlobInfo {
+  /** The digest, one string shared by every image entry of these bytes. */
+  digest: string;
   size: number;
   ids: Set<string>;
   lastServed: number;
@@ -72,7 +78,7 @@ export interface LocalCoordinatorDeps {
 
 /** Ids handled per slice of a long loop; between slices the event loop serves requests. */
 const SLICE = 500;
-/** Entries counted per slice of counts(). */
+/** Entries counted (or scanned by maintenance) per slice. */
 const COUNT_SLICE = 20_000;
 /** Entries a page may look at (skipping expired or other kinds) before it returns what it has. */
 const PAGE_SCAN = 20_000;
@@ -97,8 +103,12 @@ export class LocalCoordinator implements Coordinator {
   readonly #writes = new Map<string, Promise<void>>();
   /** Puts and deletes of one blob, in order (see #serializeBlob). */
   readonly #blobOps = new Map<string, Promise<void>>();
-  /** Ids in creation order with a sequence number each, for newest-first pages. */
-  #order: Array<{ seq: number; id: string }> = [];
+  /**
+   * Ids in creation order, and beside them their sequence numbers, for newest-first pages. Two
+   * flat arrays rather than an object per id: with a million entries that is tens of megabytes.
+   */
+  #order: string[] = [];
+  #orderSeq: number[] = [];
   readonly #seqOf = new Map<string, number>();
   #seq = 0;
   readonly #listeners: Array<(e: CoordinatorEvent) => void> = [];
@@ -116,9 +126,16 @@ export class LocalCoordinator implements Coordinator {
   readonly #tally = { pending: 0, image: 0, error: 0 };
   /** No indexed entry expires before this (a lower bound). */
   #earliestExpiry = Infinity;
+  /**
+   * The last full count (see counts()): how many indexed entries had expired at `asOf`, kept exact
+   * as entries come and go, and valid until `until`, when the next live one expires.
+   */
+  #expiredCount = { asOf: -Infinity, until: -Infinity, pending: 0, image: 0, error: 0 };
   #minSinceScan = Infinity;
   #dirty = true;
   #checkpointing: Promise<void> | undefined;
+  /** Bumped by every #index and #unindex (see counts()). */
+  #changes = 0;
   #storedBytes = 0;
   #passes = 0;
 
@@ -144,12 +161,16 @@ export class LocalCoordinator implements Coordinator {
     }
     const now = Date.now();
     const expired: string[] = [];
-    entries.sort((a, b) => a.createdAt - b.createdAt);
+    const live: Entry[] = [];
+    let loaded = 0;
     for (const entry of entries) {
-      if (entry.expiresAt <= now) {
-        expired.push(entry.id);
-        continue;
-      }
+      loaded++;
+      if (entry.expiresAt <= now) expired.push(entry.id);
+      else live.push(entry);
+    }
+    // Creation order for pages; one linear pass (TimSort) when the store kept that order.
+    live.sort((a, b) => a.createdAt - b.createdAt);
+    for (const entry of live) {
       this.#index(entry);
       if (entry.kind === 'pending') {
         // A flight nobody holds: its lease ran out when the previous process stopped.
@@ -164,7 +185,7 @@ export class LocalCoordinator implements Coordinator {
     }
     // Deleting is not needed for correctness (they are not indexed), so it does not delay readiness.
     void this.#deleteFromStore(expired);
-    return { loaded: entries.length, expired: expired.length, quarantined: quarantined.length };
+    return { loaded, expired: expired.length, quarantined: quarantined.length };
   }
 
   async decide(input: DecideInput): Promise<Decision> {
@@ -190,8 +211,10 @@ export class LocalCoordinator implements Coordinator {
     // An id is unique per query and millisecond; never hand out an id that holds an error.
     while (this.#entries.has(formatId(hash, expiresAt))) expiresAt++;
     const id = formatId(hash, expiresAt);
-    // The query in words travels with every entry of it (image and error entries keep no query).
-    const base = { id, hash, expiresAt, createdAt: now, summary: summarizeQuery(query) };
+    // The query in words travels with every entry of it (image and error entries keep no query);
+    // the same hash is the same query, so a known query's summary is shared, not made again.
+    const summary = group?.summary ?? summarizeQuery(query);
+    const base = { id, hash, expiresAt, createdAt: now, summary };
 
     // Rule 2: share a fetch in flight, or an image fetched within REUSE_WINDOW.
     if (group?.flight) {
@@ -408,14 +431,33 @@ export class LocalCoordinator implements Coordinator {
     // Until the first indexed entry expires, the running tallies are exact: O(1), so /readyz and
     // a scrape cost nothing however large the cache. After that, count (until maintenance).
     if (now < this.#earliestExpiry) return { ...this.#tally, storedBytes: this.#storedBytes };
+    // After that, the last full count stays exact until the next live entry expires (#index and
+    // #unindex keep it so): /info and every scrape do not walk a million entries each.
+    const x = this.#expiredCount;
+    if (now >= x.asOf && now < x.until) {
+      const t = this.#tally;
+      return {
+        pending: t.pending - x.pending,
+        image: t.image - x.image,
+        error: t.error - x.error,
+        storedBytes: this.#storedBytes,
+      };
+    }
     const counts = { pending: 0, image: 0, error: 0, storedBytes: this.#storedBytes };
+    const expired = { asOf: now, until: Infinity, pending: 0, image: 0, error: 0 };
+    const changes = this.#changes;
     let n = 0;
     for (const e of this.#entries.values()) {
-      if (e.expiresAt > now) counts[e.kind]++;
+      if (e.expiresAt > now) {
+        counts[e.kind]++;
+        if (e.expiresAt < expired.until) expired.until = e.expiresAt;
+      } else expired[e.kind]++;
       // A million entries take tens of milliseconds: let requests in between slices. Entries
       // added or removed meanwhile are counted or not, as with any snapshot of a live cache.
       if (++n % COUNT_SLICE === 0) await yieldToLoop();
     }
+    // Kept only if nothing changed during the walk; otherwise the next call counts again.
+    if (changes === this.#changes) this.#expiredCount = expired;
     return counts;
   }
 
@@ -430,7 +472,7 @@ export class LocalCoordinator implements Coordinator {
       let hi = order.length; // first index with seq >= cursor
       while (lo < hi) {
         const mid = (lo + hi) >>> 1;
-        if (order[mid]!.seq < seq) lo = mid + 1;
+        if (this.#orderSeq[mid]! < seq) lo = mid + 1;
         else hi = mid;
       }
       i = lo - 1;
@@ -438,12 +480,12 @@ export class LocalCoordinator implements Coordinator {
     const entries: Entry[] = [];
     let scanned = 0;
     for (; i >= 0 && entries.length < limit && scanned < PAGE_SCAN; i--, scanned++) {
-      const { seq, id } = order[i]!;
-      if (this.#seqOf.get(id) !== seq) continue; // deleted since
+      const id = order[i]!;
+      if (this.#seqOf.get(id) !== this.#orderSeq[i]) continue; // deleted since
       const e = this.#entries.get(id);
       if (e && e.expiresAt > now && matchesKind(kind, e)) entries.push(e);
     }
-    return i >= 0 ? { entries, next: String(order[i + 1]!.seq) } : { entries };
+    return i >= 0 ? { entries, next: String(this.#orderSeq[i + 1]!) } : { entries };
   }
 
   onEvent(listener: (event: CoordinatorEvent) => void): void {
@@ -453,9 +495,13 @@ export class LocalCoordinator implements Coordinator {
   async maintain(now: number): Promise<MaintenanceReport> {
     const expiredIds: string[] = [];
     let earliest = Infinity;
+    let n = 0;
     for (const e of this.#entries.values()) {
       if (e.expiresAt <= now) expiredIds.push(e.id);
       else if (e.expiresAt < earliest) earliest = e.expiresAt;
+      // With a million entries one walk is tens of milliseconds: requests go in between slices.
+      // Entries indexed meanwhile lower #minSinceScan, which bounds #earliestExpiry below.
+      if (++n % COUNT_SLICE === 0) await yieldToLoop();
     }
     for (let i = 0; i < expiredIds.length; i += SLICE) {
       const slice = expiredIds.slice(i, i + SLICE);
@@ -463,7 +509,7 @@ export class LocalCoordinator implements Coordinator {
       await this.#drop(slice);
       await yieldToLoop();
     }
-    this.#pruneGroups(now);
+    await this.#pruneGroups(now);
     // Entries indexed during the slices above lowered it already; never raise it past them.
     this.#earliestExpiry = Math.max(this.#earliestExpiry, Math.min(earliest, this.#minSinceScan));
     this.#minSinceScan = Infinity;
@@ -472,7 +518,7 @@ export class LocalCoordinator implements Coordinator {
     if (this.#cacheMaxBytes !== undefined) evicted = await this.#evictToFit(this.#cacheMaxBytes);
 
     let blobsDeleted = 0;
-    for (const digest of this.#unusedBlobs(now)) {
+    for (const digest of await this.#unusedBlobs(now)) {
       await this.#deleteBlob(digest);
       blobsDeleted++;
     }
@@ -548,11 +594,13 @@ export class LocalCoordinator implements Coordinator {
   }
 
   /** Blobs no live id uses, other than the last image of a query still inside REUSE_WINDOW. */
-  #unusedBlobs(now: number): string[] {
+  async #unusedBlobs(now: number): Promise<string[]> {
     const keep = new Set<string>();
+    let n = 0;
     for (const g of this.#groups.values()) {
       if (g.lastImage && now - g.lastImage.fetchedAt <= this.#reuseWindowMs)
         keep.add(g.lastImage.digest);
+      if (++n % COUNT_SLICE === 0) await yieldToLoop();
     }
     const out: string[] = [];
     for (const [digest, info] of this.#blobInfo)
@@ -561,10 +609,12 @@ export class LocalCoordinator implements Coordinator {
   }
 
   /** Forgets queries with no ids, no fetch and no image still inside REUSE_WINDOW. */
-  #pruneGroups(now: number): void {
+  async #pruneGroups(now: number): Promise<void> {
+    let n = 0;
     for (const [hash, g] of this.#groups) {
       if (g.lastImage && now - g.lastImage.fetchedAt > this.#reuseWindowMs) delete g.lastImage;
       if (g.ids.size === 0 && !g.flight && !g.lastImage) this.#groups.delete(hash);
+      if (++n % COUNT_SLICE === 0) await yieldToLoop();
     }
   }
 
@@ -630,20 +680,27 @@ export class LocalCoordinator implements Coordinator {
 
   #index(entry: Entry): void {
     this.#dirty = true;
+    this.#changes++;
     const previous = this.#entries.get(entry.id);
     if (previous) this.#unindexBlob(previous);
     else {
       const seq = ++this.#seq;
-      this.#order.push({ seq, id: entry.id });
+      this.#order.push(entry.id);
+      this.#orderSeq.push(seq);
       this.#seqOf.set(entry.id, seq);
     }
     this.#entries.set(entry.id, entry);
-    if (previous) this.#tally[previous.kind]--;
+    if (previous) {
+      this.#tally[previous.kind]--;
+      this.#countExpired(previous, -1);
+    }
     this.#tally[entry.kind]++;
+    this.#countExpired(entry, 1);
     if (entry.expiresAt < this.#earliestExpiry) this.#earliestExpiry = entry.expiresAt;
     if (entry.expiresAt < this.#minSinceScan) this.#minSinceScan = entry.expiresAt;
     let group = this.#groups.get(entry.hash);
-    if (!group) this.#groups.set(entry.hash, (group = { ids: new Set() }));
+    if (!group) this.#groups.set(entry.hash, (group = { hash: entry.hash, ids: new Set() }));
+    this.#share(entry, group);
     group.ids.add(entry.id);
     if (entry.kind !== 'error' && group.best !== undefined) {
       const best = this.#entries.get(group.best);
@@ -652,21 +709,50 @@ export class LocalCoordinator implements Coordinator {
     if (entry.kind === 'image') {
       let info = this.#blobInfo.get(entry.digest);
       if (!info) {
-        info = { size: entry.size, ids: new Set(), lastServed: entry.fetchedAt };
+        info = {
+          digest: entry.digest,
+          size: entry.size,
+          ids: new Set(),
+          lastServed: entry.fetchedAt,
+        };
         this.#blobInfo.set(entry.digest, info);
         this.#storedBytes += entry.size;
         this.#metrics.bytes.set(this.#storedBytes);
       }
+      entry.digest = info.digest;
       info.ids.add(entry.id);
     }
+  }
+
+  /**
+   * Points an entry at its query's shared strings and summary. Loaded entries each come with
+   * their own copies (decoded from their own records): 100k entries of 10k queries would keep
+   * 100k equal summaries and hashes where 10k do.
+   */
+  #share(entry: Entry, group: Group): void {
+    entry.hash = group.hash;
+    const summary = entry.summary;
+    if (!summary) return;
+    if (!group.summary) group.summary = summary;
+    else if (summary !== group.summary && sameSummary(summary, group.summary))
+      entry.summary = group.summary;
+  }
+
+  /** Keeps the last full count of expired entries exact as an entry comes (+1) or goes (-1). */
+  #countExpired(entry: Entry, delta: 1 | -1): void {
+    const x = this.#expiredCount;
+    if (entry.expiresAt <= x.asOf) x[entry.kind] += delta;
+    else if (delta > 0 && entry.expiresAt < x.until) x.until = entry.expiresAt;
   }
 
   #unindex(id: string): void {
     const entry = this.#entries.get(id);
     if (!entry) return;
     this.#dirty = true;
+    this.#changes++;
     this.#entries.delete(id);
     this.#tally[entry.kind]--;
+    this.#countExpired(entry, -1);
     this.#seqOf.delete(id);
     this.#unindexBlob(entry);
     const group = this.#groups.get(entry.hash);
@@ -683,7 +769,17 @@ export class LocalCoordinator implements Coordinator {
   /** Drops deleted ids from the creation order once they are most of it. */
   #compactOrder(): void {
     if (this.#order.length <= 2 * this.#seqOf.size + 1024) return;
-    this.#order = this.#order.filter(({ seq, id }) => this.#seqOf.get(id) === seq);
+    const order: string[] = [];
+    const seqs: number[] = [];
+    for (let i = 0; i < this.#order.length; i++) {
+      const id = this.#order[i]!;
+      const seq = this.#orderSeq[i]!;
+      if (this.#seqOf.get(id) !== seq) continue;
+      order.push(id);
+      seqs.push(seq);
+    }
+    this.#order = order;
+    this.#orderSeq = seqs;
   }
 
   #rememberImage(hash: string, img: LastImage): void {

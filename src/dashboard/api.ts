@@ -17,6 +17,7 @@ import {
 import { errorResponse } from '../routes/schemas.ts';
 import type { Activity } from './activity.ts';
 import * as read from './read-model.ts';
+import { ROOT_URL } from '../paths.ts';
 
 /** Where the data endpoints live; one plugin, so one guard (API keys, issue 9) covers them all. */
 export const DASHBOARD_API = '/dashboard/api';
@@ -34,7 +35,7 @@ const MAX_SETTLED_INLINE = 200;
 const STATUS_MIN_MS = 1000;
 const STATUS_EVERY_MS = 15_000;
 
-const EXAMPLES_DIR = new URL('../../examples/queries/', import.meta.url);
+const EXAMPLES_DIR = new URL('examples/queries/', ROOT_URL);
 
 const STATE_KIND = { ready: 'image', pending: 'pending', failed: 'error' } as const;
 

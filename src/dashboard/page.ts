@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyPluginAsync } from 'fastify';
+import { ROOT_URL } from '../paths.ts';
 
 /** The page's files: plain HTML, CSS and JS, served as they are (no build step, nothing remote). */
-const STATIC_DIR = new URL('../../assets/dashboard/', import.meta.url);
+const STATIC_DIR = new URL('assets/dashboard/', ROOT_URL);
 
 /**
  * Only our own origin, no inline script or style, no plugins, no framing. Images come from

@@ -90,6 +90,23 @@ export function summaryLine(s: QuerySummary): string {
   return [s.title, what, s.time, s.devices, s.imageType.toUpperCase()].filter(Boolean).join(' · ');
 }
 
+/** Whether two summaries say the same (to share one object between the entries of a query). */
+export function sameSummary(a: QuerySummary, b: QuerySummary): boolean {
+  return (
+    a.time === b.time &&
+    a.devices === b.devices &&
+    a.imageType === b.imageType &&
+    a.title === b.title &&
+    a.viz === b.viz &&
+    sameStrings(a.metrics, b.metrics) &&
+    sameStrings(a.dimensions, b.dimensions)
+  );
+}
+
+function sameStrings(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((s, i) => s === b[i]);
+}
+
 /** For decoding stored entries: a summary that does not have this shape is dropped, not trusted. */
 export function isQuerySummary(v: unknown): v is QuerySummary {
   const r = v as Record<string, unknown> | null;

@@ -5,8 +5,9 @@ import type { ImageCache } from '../cache/image-cache.ts';
 import { AppError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { errorResponse } from './schemas.ts';
+import { ROOT_URL } from '../paths.ts';
 
-const favicon = readFileSync(new URL('../../assets/favicon.ico', import.meta.url));
+const favicon = readFileSync(new URL('assets/favicon.ico', ROOT_URL));
 
 export const operationRoutes: FastifyPluginAsyncTypebox<{
   cache: ImageCache;

@@ -21,9 +21,9 @@ let built: Promise<string> | undefined;
  * packages left external, like `npm run build` but in ~50 ms. A compiled service starts in about
  * a second instead of three under tsx, which matters to tests that restart it dozens of times.
  *
- * The file goes to `<tmp>/kic-build-<sha256 of its content>/dist/bin/server.mjs`, next to links to
- * `node_modules`, `assets` and `examples`, so package imports and `../../assets/favicon.ico`
- * resolve exactly as from `dist/`. Content-addressed: every test file and every run with the same sources shares one
+ * The file goes to `<tmp>/kic-build-<sha256 of its content>/dist/server.mjs`, next to links to
+ * `node_modules`, `assets` and `examples`, so package imports and the project root (`..` of the
+ * bundle, see src/paths.ts) resolve exactly as from `dist/`. Content-addressed: every test file and every run with the same sources shares one
  * directory, and nothing needs cleaning up after a run.
  */
 export function buildService(): Promise<string> {
@@ -45,7 +45,7 @@ export function buildService(): Promise<string> {
       os.tmpdir(),
       `kic-build-${createHash('sha256').update(ROOT).update(code).digest('hex').slice(0, 16)}`,
     );
-    const outfile = path.join(dir, 'dist', 'bin', 'server.mjs');
+    const outfile = path.join(dir, 'dist', 'server.mjs');
     if (!existsSync(outfile)) {
       mkdirSync(path.dirname(outfile), { recursive: true });
       for (const name of ['node_modules', 'assets', 'examples']) {
