@@ -33,6 +33,8 @@ export interface Params {
   addedBudgetMs: number;
   coldEntries: number;
   coldReadyMs: number;
+  /** The empty cache's start (scenario 5). */
+  emptyStartMs: number;
   coldRssBytes: number;
   /** How long after ready RSS is watched for its peak. */
   coldRssWatchSec: number;
@@ -61,6 +63,7 @@ export const FULL: Params = {
   addedBudgetMs: 10,
   coldEntries: 100_000,
   coldReadyMs: 1000,
+  emptyStartMs: 300,
   coldRssBytes: 160 * 2 ** 20,
   coldRssWatchSec: 3,
   maintEntries: 100_000,
