@@ -540,7 +540,7 @@ export class LocalCoordinator implements Coordinator {
       }
     }
     this.#passes++;
-    this.#compactOrder();
+    await this.#compactOrder();
 
     await this.checkpoint();
     const tempFilesDeleted = await this.#store.sweepTemporary();
@@ -766,17 +766,31 @@ export class LocalCoordinator implements Coordinator {
     if (entry.kind === 'image') this.#blobInfo.get(entry.digest)?.ids.delete(entry.id);
   }
 
-  /** Drops deleted ids from the creation order once they are most of it. */
-  #compactOrder(): void {
+  /**
+   * Drops deleted ids from the creation order once they are most of it. In slices: with a million
+   * entries one walk holds the event loop for tens of milliseconds. Ids appended meanwhile are kept
+   * as they are, and ids deleted meanwhile are skipped by every reader anyway (their seq no longer
+   * matches), so the swap at the end loses nothing.
+   */
+  async #compactOrder(): Promise<void> {
     if (this.#order.length <= 2 * this.#seqOf.size + 1024) return;
+    const from = { order: this.#order, seqs: this.#orderSeq };
+    const end = from.order.length;
     const order: string[] = [];
     const seqs: number[] = [];
-    for (let i = 0; i < this.#order.length; i++) {
-      const id = this.#order[i]!;
-      const seq = this.#orderSeq[i]!;
-      if (this.#seqOf.get(id) !== seq) continue;
-      order.push(id);
-      seqs.push(seq);
+    for (let i = 0; i < end; i++) {
+      const id = from.order[i]!;
+      const seq = from.seqs[i]!;
+      if (this.#seqOf.get(id) === seq) {
+        order.push(id);
+        seqs.push(seq);
+      }
+      if (i % COUNT_SLICE === COUNT_SLICE - 1) await yieldToLoop();
+    }
+    // Only this method replaces the arrays; in between they only grow at the end.
+    for (let i = end; i < this.#order.length; i++) {
+      order.push(this.#order[i]!);
+      seqs.push(this.#orderSeq[i]!);
     }
     this.#order = order;
     this.#orderSeq = seqs;
