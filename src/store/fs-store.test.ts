@@ -4,7 +4,7 @@ import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { encodeEntry } from '../domain/entry-codec.ts';
-import { FsStore, readStoredEntries } from './fs-store.ts';
+import { FsStore, readStoredEntries, replayFile, type Bad } from './fs-store.ts';
 import { putRecord } from './journal.ts';
 import { imageEntry, pendingEntry, storeContract } from './store.contract.ts';
 
@@ -147,5 +147,50 @@ describe('FsStore specifics', () => {
     expect(loaded.quarantined.map((q) => q.name)).toEqual(['index.snapshot']);
     await store.close();
     await rm(root, { recursive: true, force: true });
+  });
+});
+
+describe('replayFile', () => {
+  it('reads records across chunk boundaries of any size, and ignores only a torn last line', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'kic-replay-'));
+    try {
+      const file = path.join(root, 'journal-1');
+      const a = pendingEntry(1);
+      const b = imageEntry(2, Buffer.from('png bytes'));
+      const lines = `{"header":1}\n${putRecord(a)}${putRecord(b)}${putRecord(a).slice(0, 40)}`;
+      await writeFile(file, lines);
+      for (const chunk of [1, 7, 64, 1 << 20]) {
+        const entries = new Map();
+        const bad: Bad[] = [];
+        let header = '';
+        const n = await replayFile(
+          file,
+          'journal-1',
+          entries,
+          bad,
+          (line) => ((header = line), true),
+          chunk,
+        );
+        expect({ chunk, n, header, ids: [...entries.keys()], bad }).toEqual({
+          chunk,
+          n: 3,
+          header: '{"header":1}',
+          ids: [a.id, b.id],
+          bad: [],
+        });
+        expect(entries.get(b.id)).toEqual(b);
+      }
+      // A damaged record in the middle is reported with its byte offset in the file.
+      await writeFile(file, `${putRecord(a)}00000000 P {}\n${putRecord(b)}`);
+      const bad: Bad[] = [];
+      const entries = new Map();
+      await replayFile(file, 'journal-1', entries, bad, undefined, 5);
+      expect(bad.map((x) => x.reason)).toEqual([
+        `record at byte ${putRecord(a).length}: checksum mismatch`,
+      ]);
+      expect([...entries.keys()]).toEqual([a.id, b.id]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });

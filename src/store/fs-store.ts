@@ -42,7 +42,7 @@ const COMPACT_AFTER_BYTES = 32 * 1024 * 1024;
 const isMissing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
 
 /** Something the load could not use; a whole file is moved aside, a bad record copied aside. */
-interface Bad {
+export interface Bad {
   /** Relative to the root, for messages. */
   name: string;
   reason: string;
@@ -481,35 +481,85 @@ function snapshotGeneration(header: string): number | undefined {
   throw new Error('not a snapshot of a known format version');
 }
 
+/** The snapshot's header is not one of a known format (it is quarantined, not read). */
+class BadSnapshotError extends Error {}
+
+/** How much of a journal or snapshot is read at a time: the whole file would sit in memory. */
+const READ_CHUNK_BYTES = 1024 * 1024;
+
 /**
- * Applies the records of one file to `entries` in order. A bad last line without its newline is
- * a write a crash tore (never acknowledged): ignored. Any other bad record is reported.
+ * Applies the records of one file to `entries` in order, reading it a megabyte at a time: a
+ * snapshot of 100k entries is some 60 MB (a million, ten times that), and read in one piece it
+ * would stay in the process's memory until a full collection. `header` takes the first line when
+ * given (the snapshot's), and returns false to stop there. A bad last line without its newline is
+ * a write a crash tore (never acknowledged): ignored. Any other bad record is reported. Returns
+ * the number of records, or undefined when the file does not exist.
  */
-function replay(
-  data: Buffer,
-  start: number,
+export async function replayFile(
+  file: string,
   name: string,
   entries: Map<string, Entry>,
   bad: Bad[],
-): number {
-  let count = 0;
-  while (start < data.length) {
-    let end = data.indexOf(0x0a, start);
-    const torn = end < 0;
-    if (torn) end = data.length;
-    const r = parseRecord(data, start, end);
-    if ('put' in r) entries.set(r.put.id, r.put);
-    else if ('del' in r) entries.delete(r.del);
-    else if (!torn)
-      bad.push({
-        name,
-        reason: `record at byte ${start}: ${r.bad}`,
-        bytes: Buffer.from(data.subarray(start, end + 1)),
-      });
-    count++;
-    start = end + 1;
+  header?: (line: string) => boolean,
+  chunkBytes = READ_CHUNK_BYTES,
+): Promise<number | undefined> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, 'r');
+  } catch (err) {
+    if (isMissing(err)) return undefined;
+    throw err;
   }
-  return count;
+  let count = 0;
+  let offset = 0; // of `buf` in the file, for messages
+  try {
+    // One buffer for the whole file: the unfinished line of each read moves to its front, and it
+    // only grows for a line longer than itself.
+    let buf = Buffer.allocUnsafe(chunkBytes);
+    let filled = 0;
+    let wantHeader = header !== undefined;
+    for (;;) {
+      if (filled === buf.length) {
+        const bigger = Buffer.allocUnsafe(buf.length * 2);
+        buf.copy(bigger, 0, 0, filled);
+        buf = bigger;
+      }
+      const { bytesRead } = await handle.read(buf, filled, buf.length - filled, null);
+      const eof = bytesRead === 0;
+      const data = buf.subarray(0, filled + bytesRead);
+      let start = 0;
+      for (;;) {
+        let end = data.indexOf(0x0a, start);
+        const torn = end < 0;
+        if (torn && !eof) break; // the rest comes with the next read
+        if (torn) end = data.length;
+        if (wantHeader) {
+          if (torn) throw new BadSnapshotError('no header line');
+          wantHeader = false;
+          if (!header!(data.toString('utf8', start, end))) return count;
+        } else if (start >= data.length) {
+          break;
+        } else {
+          const r = parseRecord(data, start, end);
+          if ('put' in r) entries.set(r.put.id, r.put);
+          else if ('del' in r) entries.delete(r.del);
+          else if (!torn)
+            bad.push({
+              name,
+              reason: `record at byte ${offset + start}: ${r.bad}`,
+              bytes: Buffer.from(data.subarray(start, end + 1)),
+            });
+          count++;
+        }
+        start = end + 1;
+      }
+      if (eof) return count;
+      offset += start;
+      filled = data.copy(buf, 0, start);
+    }
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Reads everything on disk into one map, changing nothing (loadEntries then quarantines). */
@@ -539,23 +589,23 @@ export async function scanStore(root: string): Promise<StoreScan> {
   }
 
   const snapshotFile = path.join(root, SNAPSHOT);
-  let snapshot: Buffer | undefined;
   try {
-    snapshot = await fs.readFile(snapshotFile);
-  } catch (err) {
-    if (!isMissing(err)) throw err;
-  }
-  if (snapshot) {
-    scan.snapshotBytes = snapshot.length;
-    const nl = snapshot.indexOf(0x0a);
-    try {
-      if (nl < 0) throw new Error('no header line');
-      scan.snapshotGeneration = snapshotGeneration(snapshot.toString('utf8', 0, nl));
+    await replayFile(snapshotFile, SNAPSHOT, entries, bad, (line) => {
+      try {
+        scan.snapshotGeneration = snapshotGeneration(line);
+      } catch (err) {
+        throw new BadSnapshotError((err as Error).message);
+      }
       scan.oldSnapshot = scan.snapshotGeneration === undefined;
-      if (scan.snapshotGeneration !== undefined) replay(snapshot, nl + 1, SNAPSHOT, entries, bad);
-    } catch (err) {
-      bad.push({ name: SNAPSHOT, reason: (err as Error).message, file: snapshotFile });
-    }
+      return scan.snapshotGeneration !== undefined;
+    });
+    scan.snapshotBytes = (await fs.stat(snapshotFile).catch(() => ({ size: 0 }))).size;
+  } catch (err) {
+    // A snapshot of no known format is only a lost shortcut (the journals remain): quarantined.
+    // Failing to read the disk is no such thing, and stops the start.
+    if (!(err instanceof BadSnapshotError)) throw err;
+    scan.snapshotGeneration = undefined;
+    bad.push({ name: SNAPSHOT, reason: err.message, file: snapshotFile });
   }
 
   // Entry files of the format before the journal: the truth only where no snapshot of this
@@ -580,14 +630,13 @@ export async function scanStore(root: string): Promise<StoreScan> {
   for (const generation of scan.journals) {
     if (scan.snapshotGeneration !== undefined && generation < scan.snapshotGeneration) continue;
     const name = Journal.fileName(generation);
-    let data: Buffer;
-    try {
-      data = await fs.readFile(path.join(entriesDir, name));
-    } catch (err) {
-      if (isMissing(err)) continue;
-      throw err;
-    }
-    scan.journalRecords += replay(data, 0, path.join('entries', name), entries, bad);
+    const records = await replayFile(
+      path.join(entriesDir, name),
+      path.join('entries', name),
+      entries,
+      bad,
+    );
+    scan.journalRecords += records ?? 0;
   }
   return scan;
 }
