@@ -16,8 +16,8 @@ const ROUTE = '/image/:id';
  *   - the path is exactly /image/<id> (no query string, no %-escapes: anything else goes to the
  *     route, which decodes and validates), and the cache holds the image in memory (lookupHot);
  *   - the service is not closing (fastify answers 503 then);
- *   - not a HEAD with If-None-Match (rare; fastify's HEAD 304 carries `content-length: 0`, and
- *     copying that quirk here is not worth it).
+ *   - not a HEAD with If-None-Match (rare: the route answers it, with the same writer, and this
+ *     path keeps no counter or summary entry for a HEAD 304).
  * Everything else falls through to fastify unchanged. What the route does for a hot image it does
  * too: the same headers (image-headers.ts), 304 on a matching ETag, no body for HEAD, the HTTP
  * request counter and duration histogram with the route's labels, the image lookup and memory-hit
