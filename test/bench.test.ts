@@ -96,6 +96,8 @@ describe('npm run bench', () => {
     ]) {
       expect(result.scenarios, `raw results of ${key}`).toHaveProperty(key);
     }
+    // The fan-in's reference ran: bare node:http answering as many held GETs.
+    expect(result.scenarios.fanIn.bareNodeAfterReleaseMs.max).toBeGreaterThan(0);
     for (const row of result.rows)
       expect(['pass', 'FAIL', 'info', 'skipped']).toContain(row.status);
     // Every target the chart draws has its number beside the text, and the chart is an SVG.

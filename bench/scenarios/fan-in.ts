@@ -1,7 +1,7 @@
 /** 3. Fan-in: many clients POST the same new query at once and wait for its image: one upstream call, and the last client served soon after the upstream answer. */
-import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { queryHash } from '../../src/domain/hash.ts';
+import { answerHeaders, startBareNode } from '../../test/support/index.ts';
 import { type Ctx, type ServiceProc, load1, withTitle } from '../lib/context.ts';
 import { rawGet, request } from '../lib/http.ts';
 import { fmt } from '../lib/report.ts';
@@ -11,7 +11,10 @@ interface Client {
   postMs: number;
   doneMs: number;
   status: number;
-  body: Buffer;
+  /** The body's length and CRC-32 (rawGet keeps no 200 body). */
+  image: string;
+  /** Where it GETs its image. */
+  url: string;
   close?: () => void;
 }
 
@@ -56,11 +59,19 @@ export async function fanInOver(
         const postMs = monoMs();
         // A refused POST is a client without its image (counted below), not a broken harness.
         if (posted.status !== 200)
-          return { postMs, doneMs: postMs, status: posted.status, body: posted.body };
+          return { postMs, doneMs: postMs, status: posted.status, image: '', url: '' };
         const id = (JSON.parse(posted.body.toString('utf8')) as { id: string }).id;
         const from = svcs[(i + 1) % svcs.length]!.url;
-        const r = await rawGet(`${from}/image/${id}`, 60_000);
-        return { postMs, doneMs: r.doneMs, status: r.status, body: r.body, close: r.close };
+        const url = `${from}/image/${id}`;
+        const r = await rawGet(url, 60_000);
+        return {
+          postMs,
+          doneMs: r.doneMs,
+          status: r.status,
+          image: `${r.bodyLength}:${r.bodyCrc32}`,
+          url,
+          close: r.close,
+        };
       }),
     );
     for (const c of clients) c.close?.();
@@ -70,7 +81,7 @@ export async function fanInOver(
     const after = ok.map((c) => c.doneMs - answered);
     const statuses: Record<string, number> = {};
     for (const c of clients) statuses[c.status] = (statuses[c.status] ?? 0) + 1;
-    const digests = new Set(ok.map((c) => createHash('sha256').update(c.body).digest('hex')));
+    const digests = new Set(ok.map((c) => c.image));
     const worst = Math.max(...after);
     const lastId = Math.max(...clients.map((c) => c.postMs)) - answered;
     ctx.raw[opts.rawKey] = {
@@ -125,8 +136,42 @@ export async function fanInOver(
       `all, 1`,
       ok.length === n && digests.size === 1,
     );
+    if (svcs.length === 1 && ok[0]) {
+      // The floor of the answering alone: bare node:http holding as many GETs and answering them
+      // the same bytes and headers at once, read by the same clients. No upstream call, no store.
+      const image = await request(ok[0].url);
+      const ref = await bareFanIn(image.body, answerHeaders(image.rawHeaders), n);
+      (ctx.raw[opts.rawKey] as Record<string, unknown>).bareNodeAfterReleaseMs = ref;
+      rows.info(
+        S,
+        `reference: bare node:http answering ${n} held GETs at once, last / p50 client`,
+        `${fmt.ms(ref.max)} / ${fmt.ms(ref.p50)}`,
+        'same bytes and headers, same clients',
+      );
+    }
   } finally {
     agent.destroy();
     await sim.setLatency(0);
+  }
+}
+
+/** Last and median client of `n` held GETs after the bare server started answering them. */
+async function bareFanIn(
+  bytes: Buffer,
+  headers: string[],
+  n: number,
+): Promise<{ max: number; p50: number }> {
+  const bare = await startBareNode(bytes, headers);
+  const base = bare.url.replace(/\/image$/, '');
+  try {
+    const gets = Array.from({ length: n }, () => rawGet(`${base}/held`, 60_000));
+    const released = await request(`${base}/release?n=${n}`, { timeoutMs: 60_000 });
+    const { releasedAt } = JSON.parse(released.body.toString('utf8')) as { releasedAt: number };
+    const done = await Promise.all(gets);
+    for (const g of done) g.close();
+    const after = done.map((g) => g.doneMs - releasedAt);
+    return { max: round(Math.max(...after)), p50: round(percentile(after, 50)) };
+  } finally {
+    await bare.stop();
   }
 }
