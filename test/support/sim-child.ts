@@ -32,12 +32,14 @@ const calls: UpstreamCall[] = [];
 const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'host', 'content-length']);
 
 /**
- * Canned mode: chart calls are answered here at once with a pre-rendered PNG, never reaching the
- * simulator, whose chart.js rendering needs more than a core of this machine at full speed (real
- * Kentik renders on its own machines). Each answer gets a counter appended after the PNG's IEND
+ * Canned mode: chart calls are answered here with a pre-rendered PNG (after the simulator's
+ * latency), never reaching the simulator, whose chart.js rendering needs more than a core of this
+ * machine at full speed (real Kentik renders on its own machines). Each answer gets a counter appended after the PNG's IEND
  * chunk, so every call yields different bytes and a new blob to store, as different charts would.
  */
 let canned: { prefix: string; counter: number } | undefined;
+/** The simulator's latency (setFaults), which canned answers keep too. */
+let cannedDelayMs = latencyMs;
 
 function cannedAnswer(): string {
   const c = canned!;
@@ -61,12 +63,16 @@ const proxy = http.createServer((req, res) => {
       } catch {
         // not JSON
       }
-      calls.push({ hash, start, end: monoMs(), status: 200 });
-      res.writeHead(200, {
-        'content-type': 'application/json; charset=utf-8',
-        'content-length': Buffer.byteLength(answer),
-      });
-      res.end(answer);
+      const send = (): void => {
+        calls.push({ hash, start, end: monoMs(), status: 200 });
+        res.writeHead(200, {
+          'content-type': 'application/json; charset=utf-8',
+          'content-length': Buffer.byteLength(answer),
+        });
+        res.end(answer);
+      };
+      if (cannedDelayMs > 0) setTimeout(send, cannedDelayMs);
+      else send();
       return;
     }
     const headers: Record<string, string | string[]> = {};
@@ -162,6 +168,7 @@ process.on('message', (msg: Command) => {
     switch (msg.cmd) {
       case 'setFaults':
         sim.setFaults(msg.arg);
+        if (typeof msg.arg.latencyMs === 'number') cannedDelayMs = msg.arg.latencyMs;
         return reply(null);
       case 'calls':
         return reply({ calls: calls.slice(msg.arg.since), next: calls.length });
@@ -173,6 +180,7 @@ process.on('message', (msg: Command) => {
       case 'reset':
         // Faults, script and counters back to the start; the proxy's call log too.
         sim.reset();
+        cannedDelayMs = latencyMs;
         calls.length = 0;
         return reply(null);
       case 'cpu': {
