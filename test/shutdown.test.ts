@@ -106,7 +106,7 @@ describe('SIGTERM', () => {
         hash,
         expiresAt,
         createdAt: now,
-        query,
+        query: JSON.stringify(query),
       };
       records.push(putRecord(entry));
     }

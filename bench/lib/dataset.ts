@@ -165,7 +165,7 @@ export function writeDataset(spec: DatasetSpec): Dataset {
       createdAt: now - 1000,
       summary: summarizeQuery(pq.query),
       kind: 'pending',
-      query: pq.query,
+      query: JSON.stringify(pq.query),
     };
     records.push(putRecord(entry));
     entries.push(entry);

@@ -19,12 +19,13 @@ import {
   type Slot,
 } from '../coordination/coordinator.ts';
 import type { Entry, ErrorEntry, ImageEntry, PendingEntry } from '../domain/entry.ts';
-import { bytesDigest, queryHash } from '../domain/hash.ts';
+import { bytesDigest, canonicalQuery, type CanonicalQuery } from '../domain/hash.ts';
 import { AppError, StorageError } from '../errors.ts';
 import type { KentikClient } from '../kentik/client.ts';
 import type { Metrics } from '../metrics.ts';
 import { StoreWriteError } from '../store/store.ts';
 import { MemoryBlobs } from './blobs.ts';
+import { LeaseQueue } from './lease-queue.ts';
 import { Waiters, type WaitOutcome } from './waiters.ts';
 
 /** How a POST was satisfied; see README "How sharing works". */
@@ -69,6 +70,8 @@ interface RunningFlight {
   done: Promise<void>;
   /** Holds an upstream slot (calling Kentik, or between retries): only these are aborted at shutdown. */
   started?: boolean;
+  /** Done with Kentik (slot given back, or never taken): the next queued flight may start. */
+  upstreamDone?: boolean;
 }
 
 /** What #fetch says when the flight was dropped before calling Kentik (nobody waits on it any more). */
@@ -93,7 +96,19 @@ export class ImageCache {
   readonly #concurrency: number;
   /** Finished (image or error) entries: they never change, only expire or get deleted. */
   readonly #finished = new Map<string, ImageEntry | ErrorEntry>();
+  /** Flights running as async code (see #pump). */
   readonly #flights = new Map<string, RunningFlight>();
+  /** Flights in #flights not yet done with Kentik: at most KENTIK_API_CONCURRENCY. */
+  #upstream = 0;
+  /** Flights whose lease this process holds, waiting for a place in #flights. */
+  readonly #queue = new LeaseQueue();
+  /** Tokens of queued leases found lost (taken over) at their last renewal: skipped, not run. */
+  readonly #lostQueued = new Set<string>();
+  /** Flights in #flights that do not hold an upstream slot yet. */
+  #acquiring = 0;
+  #reportingQueued = false;
+  /** Lease releases of queued flights at shutdown (see beginClose). */
+  #releasing: Promise<unknown> = Promise.resolve();
   readonly #timers: NodeJS.Timeout[] = [];
   #claiming: Promise<number> | undefined;
   #closing = false;
@@ -124,6 +139,8 @@ export class ImageCache {
    */
   async load(): Promise<OpenReport & { resumed: number }> {
     const report = await this.#coordinator.open();
+    // Queued flights are not running code that renews its own lease: one timer renews them all.
+    this.#every(Math.max(50, this.#leaseMs / 3), () => this.#renewQueued());
     const resumed = await this.#claim();
     if (this.#coordinator.shared) {
       // Leases run out while nobody watches: scan for orphans twice per lease.
@@ -135,12 +152,12 @@ export class ImageCache {
 
   /**
    * Applies the sharing rules to a POST; the new entry is stored before its id is returned.
-   * `hash` is queryHash(query), when the caller already knows it.
+   * `canonical` is canonicalQuery(query), when the caller already knows it.
    */
   async request(
     query: unknown,
     ttlSeconds: number,
-    hash?: string,
+    canonical?: CanonicalQuery,
   ): Promise<{ id: string; result: RequestResult }> {
     if (this.#closing) {
       throw new AppError(
@@ -151,13 +168,14 @@ export class ImageCache {
         { headers: { 'retry-after': '5' } },
       );
     }
-    hash ??= queryHash(query);
+    const { hash, json } = canonical ?? canonicalQuery(query);
     const now = this.#now();
     let decision: Decision;
     try {
       decision = await this.#coordinator.decide({
         hash,
         query,
+        queryJson: json,
         expiresAt: roundExpiry(now, ttlSeconds),
         now,
         ...(this.#maxPending !== undefined ? { maxPending: this.#maxPending } : {}),
@@ -310,8 +328,14 @@ export class ImageCache {
     for (const t of this.#timers) clearInterval(t);
     const waiting = this.waiters.count;
     const reason = new Error('shutting down');
-    // Queued fetches leave the queue in one pass (an abort event each would cost seconds for a
-    // queue of 100k); a coordinator that cannot do that gets every fetch aborted.
+    // Queued flights are only leases: handed back in one pass, without an abort event each (that
+    // would cost seconds for a queue of 100k).
+    const queued = this.#queue.drain();
+    this.#lostQueued.clear();
+    this.#releasing = Promise.allSettled(queued.map((l) => this.#coordinator.releaseLease(l)));
+    this.#reportQueued();
+    // Running flights still waiting for a slot leave the coordinator's queue in one pass too; a
+    // coordinator that cannot do that gets them aborted.
     const rejected = this.#coordinator.rejectQueued?.(reason);
     let aborted = 0;
     for (const f of this.#flights.values()) {
@@ -322,8 +346,8 @@ export class ImageCache {
     this.waiters.notifyAll();
     this.#log.info(
       {
-        fetches: (rejected ?? 0) + aborted,
-        queued: rejected ?? 0,
+        fetches: queued.length + (rejected ?? 0) + aborted,
+        queued: queued.length + (rejected ?? 0),
         running: aborted,
         waiters: waiting,
         durationMs: Math.round(performance.now() - started),
@@ -336,6 +360,7 @@ export class ImageCache {
   async close(): Promise<void> {
     this.beginClose();
     await Promise.allSettled([...this.#flights.values()].map((f) => f.done));
+    await this.#releasing;
     await this.#coordinator.checkpoint?.();
   }
 
@@ -460,12 +485,73 @@ export class ImageCache {
       void this.#coordinator.releaseLease(lease).catch(() => {});
       return;
     }
+    this.#queue.push(lease);
+    this.#pump();
+  }
+
+  /**
+   * Runs queued flights while fewer than KENTIK_API_CONCURRENCY run: no more could call Kentik at
+   * once anyway (the coordinator's slots are the limit, across replicas in Redis mode), so the rest
+   * wait as plain leases instead of as suspended async code polling for a slot.
+   */
+  #pump(): void {
+    while (this.#upstream < this.#concurrency && !this.#closing) {
+      const lease = this.#queue.shift();
+      if (!lease) break;
+      if (this.#lostQueued.delete(lease.token)) continue; // taken over meanwhile
+      this.#launch(lease);
+    }
+    this.#reportQueued();
+  }
+
+  #launch(lease: Lease): void {
     const controller = new AbortController();
     const flight: RunningFlight = { lease, controller, done: Promise.resolve() };
+    this.#acquiring++;
+    this.#upstream++;
     flight.done = this.#runFlight(flight)
       .catch((err: unknown) => this.#log.error({ err }, 'fetch failed unexpectedly'))
-      .finally(() => this.#flights.delete(lease.token));
+      .finally(() => {
+        if (!flight.started) this.#acquiring--;
+        this.#flights.delete(lease.token);
+        this.#leaveUpstream(flight);
+      });
     this.#flights.set(lease.token, flight);
+  }
+
+  /**
+   * A flight is done with Kentik: the next queued one starts now, while this one still stores its
+   * result (a settle waits for an fsync; the slot should not).
+   */
+  #leaveUpstream(flight: RunningFlight): void {
+    if (flight.upstreamDone) return;
+    flight.upstreamDone = true;
+    this.#upstream--;
+    this.#pump();
+  }
+
+  /** Renews the leases of queued flights; one found lost is skipped when its turn comes. */
+  #renewQueued(): void {
+    if (this.#queue.length === 0) return;
+    const now = this.#now();
+    for (const lease of this.#queue) {
+      this.#coordinator.renewLease(lease, now).then(
+        (held) => {
+          if (!held) this.#lostQueued.add(lease.token);
+        },
+        () => {}, // unreachable: try again at the next tick; settle decides in the end
+      );
+    }
+  }
+
+  /** kic_upstream_queued: fetches waiting for an upstream slot, one gauge update per burst. */
+  #reportQueued(): void {
+    if (this.#reportingQueued) return;
+    this.#reportingQueued = true;
+    queueMicrotask(() => {
+      this.#reportingQueued = false;
+      this.#metrics.upstreamQueued.set(this.#queue.length + this.#acquiring);
+    });
   }
 
   async #runFlight(flight: RunningFlight): Promise<void> {
@@ -499,9 +585,12 @@ export class ImageCache {
         fetched = await this.#fetch(lease, signal, (s) => {
           slot = s;
           flight.started = true;
+          this.#acquiring--;
+          this.#reportQueued();
         });
       } finally {
         await slot?.release().catch(() => {});
+        this.#leaveUpstream(flight);
       }
       if (fetched === DROPPED) {
         this.#metrics.upstreamFetches.inc({ outcome: 'dropped' });

@@ -9,6 +9,7 @@ import {
   PendingCapError,
   type Coordinator,
   type CoordinatorEvent,
+  type DecideInput,
   type Lease,
   type Outcome,
 } from './coordinator.ts';
@@ -35,6 +36,11 @@ const imageOutcome = (bytes: Buffer, fetchedAt = Date.now()): Outcome => ({
   mime: 'image/png',
   size: bytes.length,
   fetchedAt,
+});
+/** A decide() input with the query's JSON text beside it, as the orchestrator sends it. */
+export const withJson = (input: Omit<DecideInput, 'queryJson'>): DecideInput => ({
+  ...input,
+  queryJson: JSON.stringify(input.query),
 });
 const errorOutcome: Outcome = {
   kind: 'error',
@@ -70,7 +76,9 @@ export function coordinatorContract(name: string, harness: CoordinatorHarness): 
       ttlMs: number,
       now = Date.now(),
     ): Promise<{ id: string; lease: Lease }> => {
-      const d = await co.decide({ hash, query: { q: hash }, expiresAt: now + ttlMs, now });
+      const d = await co.decide(
+        withJson({ hash, query: { q: hash }, expiresAt: now + ttlMs, now }),
+      );
       expect(d.result).toBe('miss');
       if (d.result !== 'miss') throw new Error('expected a miss');
       return { id: d.id, lease: d.lease };
@@ -81,14 +89,21 @@ export function coordinatorContract(name: string, harness: CoordinatorHarness): 
       const now = Date.now();
       const first = await miss(c, hash, 60_000, now);
       expect(first.id).toBe(formatId(hash, now + 60_000));
-      expect(first.lease).toMatchObject({ hash, id: first.id, query: { q: hash } });
-      expect(await c.getEntry(first.id)).toMatchObject({ kind: 'pending', query: { q: hash } });
+      expect(first.lease).toMatchObject({ hash, id: first.id, query: JSON.stringify({ q: hash }) });
+      expect(await c.getEntry(first.id)).toMatchObject({
+        kind: 'pending',
+        query: JSON.stringify({ q: hash }),
+      });
 
-      const longer = await c.decide({ hash, query: { q: hash }, expiresAt: now + 120_000, now });
+      const longer = await c.decide(
+        withJson({ hash, query: { q: hash }, expiresAt: now + 120_000, now }),
+      );
       expect(longer).toMatchObject({ result: 'shared', entry: { kind: 'pending' } });
       expect((await c.getEntry(longer.id))?.kind).toBe('pending');
 
-      const shorter = await c.decide({ hash, query: { q: hash }, expiresAt: now + 90_000, now });
+      const shorter = await c.decide(
+        withJson({ hash, query: { q: hash }, expiresAt: now + 90_000, now }),
+      );
       expect(shorter).toEqual({ result: 'hit', id: longer.id });
     });
 
@@ -97,7 +112,13 @@ export function coordinatorContract(name: string, harness: CoordinatorHarness): 
       const a = hashOf('cap-a');
       const { lease } = await miss(c, a, 60_000, now);
       const cap = { maxPending: 1 };
-      const other = { hash: hashOf('cap-b'), query: {}, expiresAt: now + 60_000, now, ...cap };
+      const other = withJson({
+        hash: hashOf('cap-b'),
+        query: {},
+        expiresAt: now + 60_000,
+        now,
+        ...cap,
+      });
       const refused = await c.decide(other).then(
         () => undefined,
         (err: unknown) => err,
@@ -106,9 +127,13 @@ export function coordinatorContract(name: string, harness: CoordinatorHarness): 
       expect((refused as PendingCapError).pending).toBe(1);
       // Joining the flight in progress, or a hit, is no new upstream work.
       const q = { q: a };
-      const shared = await c.decide({ hash: a, query: q, expiresAt: now + 120_000, now, ...cap });
+      const shared = await c.decide(
+        withJson({ hash: a, query: q, expiresAt: now + 120_000, now, ...cap }),
+      );
       expect(shared.result).toBe('shared');
-      const hit = await c.decide({ hash: a, query: q, expiresAt: now + 30_000, now, ...cap });
+      const hit = await c.decide(
+        withJson({ hash: a, query: q, expiresAt: now + 30_000, now, ...cap }),
+      );
       expect(hit.result).toBe('hit');
       await c.settle(lease, errorOutcome, now);
       expect((await c.decide(other)).result).toBe('miss');
@@ -145,7 +170,9 @@ export function coordinatorContract(name: string, harness: CoordinatorHarness): 
       const { id, lease } = await miss(c, hash, 60_000, now);
       const ids = [id];
       for (let i = 1; i <= 5; i++) {
-        const d = await c.decide({ hash, query: {}, expiresAt: now + 60_000 + i * 1000, now });
+        const d = await c.decide(
+          withJson({ hash, query: {}, expiresAt: now + 60_000 + i * 1000, now }),
+        );
         expect(d.result).toBe('shared');
         ids.push(d.id);
       }
@@ -173,7 +200,9 @@ export function coordinatorContract(name: string, harness: CoordinatorHarness): 
       const bytes = randomBytes(500);
       await c.putBlob(bytesDigest(bytes), bytes, now + 10_000);
       await c.settle(a.lease, imageOutcome(bytes, now), now);
-      const reused = await c.decide({ hash, query: {}, expiresAt: now + 600_000, now: now + 1 });
+      const reused = await c.decide(
+        withJson({ hash, query: {}, expiresAt: now + 600_000, now: now + 1 }),
+      );
       expect(reused).toMatchObject({
         result: 'shared',
         entry: { kind: 'image', digest: bytesDigest(bytes) },
@@ -198,7 +227,7 @@ export function coordinatorContract(name: string, harness: CoordinatorHarness): 
       const claimed = await c.claimOrphans(later);
       expect(claimed).toHaveLength(1);
       const taken = claimed[0]!;
-      expect(taken).toMatchObject({ hash, id, query: { q: hash } });
+      expect(taken).toMatchObject({ hash, id, query: JSON.stringify({ q: hash }) });
       expect(taken.token).not.toBe(lease.token);
       // Claimed once only.
       expect(await c.claimOrphans(later)).toEqual([]);
@@ -362,9 +391,13 @@ export function coordinatorContract(name: string, harness: CoordinatorHarness): 
           const now = Date.now();
           const { id, lease } = await miss(c, hash, 60_000, now);
           expect((await p.getEntry(id))?.kind).toBe('pending');
-          const joined = await p.decide({ hash, query: {}, expiresAt: now + 120_000, now });
+          const joined = await p.decide(
+            withJson({ hash, query: {}, expiresAt: now + 120_000, now }),
+          );
           expect(joined.result).toBe('shared');
-          expect(await c.decide({ hash, query: {}, expiresAt: now + 100_000, now })).toEqual({
+          expect(
+            await c.decide(withJson({ hash, query: {}, expiresAt: now + 100_000, now })),
+          ).toEqual({
             result: 'hit',
             id: joined.id,
           });
@@ -385,7 +418,9 @@ export function coordinatorContract(name: string, harness: CoordinatorHarness): 
           const now = Date.now();
           const all = await Promise.all(
             Array.from({ length: 40 }, (_, i) =>
-              (i % 2 ? c : p).decide({ hash, query: {}, expiresAt: now + 60_000 + i, now }),
+              (i % 2 ? c : p).decide(
+                withJson({ hash, query: {}, expiresAt: now + 60_000 + i, now }),
+              ),
             ),
           );
           expect(all.filter((d) => d.result === 'miss')).toHaveLength(1);

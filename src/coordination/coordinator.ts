@@ -1,4 +1,4 @@
-import type { Entry, ImageMime, PendingEntry } from '../domain/entry.ts';
+import type { Entry, ImageMime, PendingEntry, QueryJson } from '../domain/entry.ts';
 import { AppError } from '../errors.ts';
 
 /**
@@ -87,7 +87,10 @@ export interface Coordinator {
 
 export interface DecideInput {
   hash: string;
+  /** The parsed query (its summary is made from it). */
   query: unknown;
+  /** The same query as JSON text (its canonical form), which a new entry keeps. */
+  queryJson: QueryJson;
   expiresAt: number;
   now: number;
   /** MAX_PENDING: flights (queued or running) beyond which a new flight is refused (PendingCapError). */
@@ -97,7 +100,7 @@ export interface DecideInput {
 export interface Lease {
   hash: string;
   token: string;
-  query: unknown;
+  query: QueryJson;
   /** One id waiting on the flight, to name it in logs. */
   id: string;
 }

@@ -11,6 +11,7 @@ import {
   LEASE_SECONDS,
   REUSE_WINDOW_SECONDS,
   silentLog,
+  withJson,
 } from './coordinator.contract.ts';
 import { LocalCoordinator } from './local.ts';
 
@@ -54,12 +55,9 @@ describe('LocalCoordinator counts after the first expiry', () => {
     const leases = [];
     // Ten queries expiring a second apart, from now + 1 s.
     for (let i = 0; i < 10; i++) {
-      const d = await c.decide({
-        hash: hash(i),
-        query: { i },
-        expiresAt: now + 1000 * (i + 1),
-        now,
-      });
+      const d = await c.decide(
+        withJson({ hash: hash(i), query: { i }, expiresAt: now + 1000 * (i + 1), now }),
+      );
       if (d.result === 'miss') leases.push(d.lease);
     }
     // Brute force: what counts() must say at time t.
@@ -76,7 +74,7 @@ describe('LocalCoordinator counts after the first expiry', () => {
     // An expired one settles, a live one settles, a new one comes, one is dropped.
     await c.settle(leases[0]!, { kind: 'error', status: 500, errorType: 'x', message: 'x' }, now);
     await c.settle(leases[5]!, { kind: 'error', status: 500, errorType: 'x', message: 'x' }, now);
-    await c.decide({ hash: hash(99), query: { i: 99 }, expiresAt: now + 2700, now });
+    await c.decide(withJson({ hash: hash(99), query: { i: 99 }, expiresAt: now + 2700, now }));
     await check(now + 2650);
     await check(now + 2800); // the new one has expired: counted again
     await c.maintain(now + 2800);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import { Limiter } from './limiter.ts';
-import type { Entry, ImageEntry, PendingEntry } from '../domain/entry.ts';
+import type { Entry, ImageEntry, PendingEntry, QueryJson } from '../domain/entry.ts';
 import { formatId } from '../domain/ids.ts';
 import { sameSummary, summarizeQuery, type QuerySummary } from '../domain/query-summary.ts';
 import { AppError, StorageError } from '../errors.ts';
@@ -31,7 +31,7 @@ import {
 interface Flight {
   token: string;
   leaseUntil: number;
-  query: unknown;
+  query: QueryJson;
   ids: Set<string>;
 }
 
@@ -146,7 +146,8 @@ export class LocalCoordinator implements Coordinator {
     this.#reuseWindowMs = config.reuseWindow * 1000;
     this.#leaseMs = config.flightLease * 1000;
     this.#cacheMaxBytes = config.cacheMaxBytes;
-    this.#limiter = new Limiter(config.kentikApiConcurrency, (n) => metrics.upstreamQueued.set(n));
+    // kic_upstream_queued is the orchestrator's to report: it holds the queue (see LeaseQueue).
+    this.#limiter = new Limiter(config.kentikApiConcurrency);
   }
 
   async open(): Promise<OpenReport> {
@@ -189,7 +190,7 @@ export class LocalCoordinator implements Coordinator {
   }
 
   async decide(input: DecideInput): Promise<Decision> {
-    const { hash, query, now, maxPending } = input;
+    const { hash, query, queryJson, now, maxPending } = input;
     let { expiresAt } = input;
     const group = this.#groups.get(hash);
     // Rule 1: a live pending or image entry that lives at least as long as asked for. The
@@ -218,7 +219,8 @@ export class LocalCoordinator implements Coordinator {
 
     // Rule 2: share a fetch in flight, or an image fetched within REUSE_WINDOW.
     if (group?.flight) {
-      const entry: PendingEntry = { ...base, kind: 'pending', query };
+      // The flight's text: one string however many ids join it.
+      const entry: PendingEntry = { ...base, kind: 'pending', query: group.flight.query };
       group.flight.ids.add(id);
       this.#index(entry);
       await this.#persistNew(entry);
@@ -237,12 +239,12 @@ export class LocalCoordinator implements Coordinator {
       throw new PendingCapError(this.#flightCount);
     // The flight is registered before the first await, so concurrent POSTs of the same query join
     // it instead of starting their own.
-    const entry: PendingEntry = { ...base, kind: 'pending', query };
+    const entry: PendingEntry = { ...base, kind: 'pending', query: queryJson };
     this.#index(entry);
     const flight: Flight = {
       token: newToken(),
       leaseUntil: now + this.#leaseMs,
-      query,
+      query: queryJson,
       ids: new Set([id]),
     };
     this.#groups.get(hash)!.flight = flight;
@@ -262,7 +264,12 @@ export class LocalCoordinator implements Coordinator {
       }
       throw err;
     }
-    return { result: 'miss', id, entry, lease: { hash, token: flight.token, query, id } };
+    return {
+      result: 'miss',
+      id,
+      entry,
+      lease: { hash, token: flight.token, query: queryJson, id },
+    };
   }
 
   async getEntry(id: string): Promise<Entry | undefined> {

@@ -6,7 +6,12 @@ import { isQuerySummary } from './query-summary.ts';
 export const ENTRY_FORMAT_VERSION = 1;
 
 export function encodeEntry(entry: Entry): string {
-  return JSON.stringify({ v: ENTRY_FORMAT_VERSION, ...entry });
+  if (entry.kind !== 'pending') return JSON.stringify({ v: ENTRY_FORMAT_VERSION, ...entry });
+  // The query is JSON text already: spliced in as the object it stands for, not quoted.
+  const { query, ...rest } = entry;
+  return (
+    JSON.stringify({ v: ENTRY_FORMAT_VERSION, ...rest }).slice(0, -1) + ',"query":' + query + '}'
+  );
 }
 
 const DIGEST = /^[0-9a-f]{64}$/;
@@ -40,7 +45,15 @@ export function decodeEntry(text: string): Entry {
     case 'pending':
       if (typeof r.query !== 'object' || r.query === null)
         throw new Error('pending entry without query');
-      return { id, hash, expiresAt, createdAt, summary, kind: 'pending', query: r.query };
+      return {
+        id,
+        hash,
+        expiresAt,
+        createdAt,
+        summary,
+        kind: 'pending',
+        query: JSON.stringify(r.query),
+      };
     case 'image':
       if (!isStr(r.digest) || !DIGEST.test(r.digest))
         throw new Error('image entry with bad digest');

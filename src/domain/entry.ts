@@ -13,10 +13,19 @@ interface EntryBase {
   summary?: QuerySummary;
 }
 
+/**
+ * A Kentik query as JSON text, as it is sent to Kentik. Kept as text, not as the parsed object,
+ * wherever a query waits (pending entries, flights, leases): one flat string instead of a tree of
+ * some hundred objects, so a backlog of tens of thousands of queued fetches costs the garbage
+ * collector a copy of a few bytes each rather than a walk through each query (that walk was the
+ * unique-POST latency tail). A query POSTed to the service is kept in its canonical form.
+ */
+export type QueryJson = string;
+
 /** Waiting for Kentik. Keeps the query so the fetch can resume after a restart. */
 export interface PendingEntry extends EntryBase {
   kind: 'pending';
-  query: unknown;
+  query: QueryJson;
 }
 
 /** Holds an image; the bytes live in the blob store under their sha256 `digest`. */

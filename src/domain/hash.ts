@@ -6,11 +6,22 @@ export class UncanonicalQueryError extends TypeError {
   override name = 'UncanonicalQueryError';
 }
 
+/** A query's canonical JSON text (RFC 8785) and the sha256 (hex) of that text. */
+export interface CanonicalQuery {
+  hash: string;
+  json: string;
+}
+
 /**
  * sha256 (hex) of the RFC 8785 canonical JSON form of a query. Two queries that differ only in
  * key order or number spelling (1.0 vs 1) hash the same, so they share one upstream call.
  */
 export function queryHash(query: unknown): string {
+  return canonicalQuery(query).hash;
+}
+
+/** The canonical JSON text of a query and its hash (see queryHash); the text is what gets stored. */
+export function canonicalQuery(query: unknown): CanonicalQuery {
   let canonical: string;
   try {
     canonical = canonicalJson(query);
@@ -22,7 +33,7 @@ export function queryHash(query: unknown): string {
       cause: err,
     });
   }
-  return createHash('sha256').update(canonical).digest('hex');
+  return { hash: createHash('sha256').update(canonical).digest('hex'), json: canonical };
 }
 
 /** sha256 (hex) of raw bytes: the content address of a stored image. */

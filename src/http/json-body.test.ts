@@ -66,15 +66,15 @@ describe('BodyParser', () => {
     expect(p.parse(body(2))).not.toBe(a);
   });
 
-  it('keeps a query hash only for values it handed out', () => {
+  it('keeps a canonical query only for values it handed out', () => {
     const p = new BodyParser();
     const a = p.parse(body(1)) as object;
-    expect(p.knownHash(a)).toBeUndefined();
-    p.rememberHash(a, 'h1');
-    expect(p.knownHash(p.parse(body(1)) as object)).toBe('h1');
+    expect(p.knownQuery(a)).toBeUndefined();
+    p.rememberQuery(a, { hash: 'h1', json: '{"a":1}' });
+    expect(p.knownQuery(p.parse(body(1)) as object)).toEqual({ hash: 'h1', json: '{"a":1}' });
     const foreign = { api_query: {} };
-    p.rememberHash(foreign, 'h2');
-    expect(p.knownHash(foreign)).toBeUndefined();
+    p.rememberQuery(foreign, { hash: 'h2', json: '{}' });
+    expect(p.knownQuery(foreign)).toBeUndefined();
   });
 
   it('remembers no refused body', () => {

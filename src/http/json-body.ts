@@ -1,3 +1,4 @@
+import type { CanonicalQuery } from '../domain/hash.ts';
 import { AppError } from '../errors.ts';
 
 /**
@@ -64,8 +65,8 @@ const MEMO_MAX_CHARS = 64 * 1024;
  */
 export class BodyParser {
   readonly #bodies = new Map<string, unknown>();
-  /** Every value parse() returned (null), with its query's hash once the route knows it. */
-  readonly #hashes = new WeakMap<object, string | null>();
+  /** Every value parse() returned (null), with its canonical query once the route knows it. */
+  readonly #hashes = new WeakMap<object, CanonicalQuery | null>();
   readonly #maxEntries: number;
   readonly #maxChars: number;
   #chars = 0;
@@ -98,14 +99,14 @@ export class BodyParser {
     return value;
   }
 
-  /** The query hash rememberHash() kept for this body, if any. */
-  knownHash(body: object): string | undefined {
+  /** The canonical query (text and hash) rememberQuery() kept for this body, if any. */
+  knownQuery(body: object): CanonicalQuery | undefined {
     return this.#hashes.get(body) ?? undefined;
   }
 
-  /** Keeps the hash of a body parse() returned (frozen: it cannot change); others are ignored. */
-  rememberHash(body: object, hash: string): void {
-    if (this.#hashes.has(body)) this.#hashes.set(body, hash);
+  /** Keeps the canonical query of a body parse() returned (frozen: it cannot change); others are ignored. */
+  rememberQuery(body: object, query: CanonicalQuery): void {
+    if (this.#hashes.has(body)) this.#hashes.set(body, query);
   }
 
   /** How many bodies are remembered (tests). */

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import { Agent, errors as undiciErrors, request } from 'undici';
 import { redactUrlCredentials, type Config } from '../config.ts';
+import type { QueryJson } from '../domain/entry.ts';
 import type { AppError } from '../errors.ts';
 import { KentikApiError, KentikBadResponseError, KentikUnavailableError } from '../errors.ts';
 import type { Metrics } from '../metrics.ts';
@@ -21,7 +22,8 @@ class TooLargeError extends Error {}
 
 export interface KentikClient {
   /** Fetches one chart, with retries; throws an AppError subclass describing the final failure. */
-  fetchChart(query: unknown, ctx: FetchContext): Promise<DecodedImage>;
+  /** `query` is the query as JSON text, sent as it is. */
+  fetchChart(query: QueryJson, ctx: FetchContext): Promise<DecodedImage>;
   close(): Promise<void>;
 }
 
@@ -202,7 +204,7 @@ export function createKentikClient({
 
   return {
     async fetchChart(query, { id, signal, beforeAttempt, onRetryAfter }) {
-      const body = Buffer.from(JSON.stringify(query));
+      const body = Buffer.from(query);
       const started = performance.now();
       for (let n = 0; ; n++) {
         await beforeAttempt?.(signal);

@@ -70,7 +70,9 @@ export interface EntryExtras {
 
 export function describeEntry(entry: Entry, { served, shares }: EntryExtras) {
   // Entries stored before summaries existed: a pending one still has its query to summarize.
-  const s = entry.summary ?? (entry.kind === 'pending' ? summarizeQuery(entry.query) : undefined);
+  const s =
+    entry.summary ??
+    (entry.kind === 'pending' ? summarizeQuery(JSON.parse(entry.query)) : undefined);
   const base = {
     id: entry.id,
     type: INFO_TYPE[entry.kind] as 'image' | 'api_error' | 'api_request',

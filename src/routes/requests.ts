@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { queryHash, UncanonicalQueryError } from '../domain/hash.ts';
+import { canonicalQuery, UncanonicalQueryError, type CanonicalQuery } from '../domain/hash.ts';
 import type { ImageCache } from '../cache/image-cache.ts';
 import { ID_PATTERN_SOURCE } from '../domain/ids.ts';
 import type { Config } from '../config.ts';
@@ -110,12 +110,12 @@ export const requestRoutes: FastifyPluginAsyncTypebox<{
     async (request) => {
       const { api_query: query, ttl = config.defaultTtl } = request.body;
       // A body sent before (the same text) was checked and hashed then.
-      let hash = bodies.knownHash(request.body);
-      if (hash === undefined) {
-        hash = checkedHash(query);
-        bodies.rememberHash(request.body, hash);
+      let canonical = bodies.knownQuery(request.body);
+      if (canonical === undefined) {
+        canonical = checkedCanonical(query);
+        bodies.rememberQuery(request.body, canonical);
       }
-      const { id, result } = await cache.request(query, ttl, hash);
+      const { id, result } = await cache.request(query, ttl, canonical);
       // In the request's own log line (app.ts), not a second line.
       request.logFields = { imageId: id, result };
       return { id };
@@ -123,8 +123,8 @@ export const requestRoutes: FastifyPluginAsyncTypebox<{
   );
 };
 
-/** queryHash(query), or a 400 naming what keeps the query from being hashed. */
-function checkedHash(query: object): string {
+/** canonicalQuery(query), or a 400 naming what keeps the query from being hashed. */
+function checkedCanonical(query: object): CanonicalQuery {
   if (depthExceeds(query, MAX_QUERY_DEPTH)) {
     throw new AppError(
       400,
@@ -134,7 +134,7 @@ function checkedHash(query: object): string {
     );
   }
   try {
-    return queryHash(query);
+    return canonicalQuery(query);
   } catch (err) {
     if (!(err instanceof UncanonicalQueryError)) throw err;
     throw new AppError(

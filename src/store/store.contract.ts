@@ -25,7 +25,7 @@ export function pendingEntry(n: number, expiresAt = Date.now() + 60_000): Pendin
     expiresAt: Math.round(expiresAt),
     createdAt: Date.now(),
     kind: 'pending',
-    query: { n },
+    query: JSON.stringify({ n }),
   };
 }
 
@@ -169,7 +169,7 @@ export function storeContract(name: string, harness: StoreHarness): void {
       const versions = Array.from({ length: 20 }, (_, i) => ({
         ...p,
         createdAt: i,
-        query: { blob: 'x'.repeat(10_000 + i) },
+        query: JSON.stringify({ blob: 'x'.repeat(10_000 + i) }),
       }));
       await Promise.all(versions.map((v) => store.putEntry(v)));
       const got = await store.getEntry(p.id);

@@ -78,7 +78,6 @@ export class RedisCoordinator implements Coordinator {
   #epoch: string | undefined;
   #down = false;
   #epochTimer: NodeJS.Timeout | undefined;
-  #slotQueue = 0;
   #lastError = '';
 
   constructor({ config, log, metrics }: RedisCoordinatorDeps) {
@@ -128,9 +127,15 @@ export class RedisCoordinator implements Coordinator {
     return { loaded: 0, expired: 0, quarantined: 0 };
   }
 
-  async decide({ hash, query, expiresAt, now, maxPending }: DecideInput): Promise<Decision> {
-    const queryJson = JSON.stringify(query);
-    const summary = summarizeQuery(query);
+  async decide({
+    hash,
+    query: parsed,
+    queryJson: query,
+    expiresAt,
+    now,
+    maxPending,
+  }: DecideInput): Promise<Decision> {
+    const summary = summarizeQuery(parsed);
     for (;;) {
       const id = formatId(hash, expiresAt);
       // Field order matters: the scripts read expiresAt and createdAt before anything else.
@@ -153,7 +158,7 @@ export class RedisCoordinator implements Coordinator {
         String(this.#reuseMs),
         String(this.#leaseMs),
         token,
-        queryJson,
+        query,
         member(now, id),
         String(maxPending ?? 0),
       ])) as string[];
@@ -222,7 +227,7 @@ export class RedisCoordinator implements Coordinator {
       this.#newToken(),
       String(CLAIM_MAX),
     ])) as Array<[string, string, string, string]>;
-    return r.map(([hash, token, query, id]) => ({ hash, token, query: JSON.parse(query), id }));
+    return r.map(([hash, token, query, id]) => ({ hash, token, query, id }));
   }
 
   async dropUnwanted(lease: Lease, now: number): Promise<boolean> {
@@ -236,7 +241,7 @@ export class RedisCoordinator implements Coordinator {
   async settle(lease: Lease, outcome: Outcome, now: number): Promise<SettleResult> {
     // Every id of a flight has the same query, so one summary goes into the shared fragment (and
     // with it into rule 2's reused image entries).
-    const summary = summarizeQuery(lease.query);
+    const summary = summarizeQuery(JSON.parse(lease.query));
     const frag =
       outcome.kind === 'image'
         ? fragment({
@@ -313,26 +318,21 @@ export class RedisCoordinator implements Coordinator {
 
   async acquireSlot(signal?: AbortSignal): Promise<Slot> {
     const token = this.#newToken();
-    this.#metrics.upstreamQueued.set(++this.#slotQueue);
-    try {
-      for (;;) {
-        signal?.throwIfAborted();
-        let waitMs: number;
-        try {
-          waitMs = (await this.#eval(S.ACQUIRE_SLOT, [
-            token,
-            String(Date.now()),
-            String(this.#leaseMs),
-            String(this.#concurrency),
-          ])) as number;
-        } catch {
-          waitMs = SLOT_POLL_MS; // Redis unreachable: keep waiting; the fetch could not settle anyway
-        }
-        if (waitMs === 0) break;
-        await this.#waitForSlot(Math.min(waitMs, SLOT_POLL_MS), signal);
+    for (;;) {
+      signal?.throwIfAborted();
+      let waitMs: number;
+      try {
+        waitMs = (await this.#eval(S.ACQUIRE_SLOT, [
+          token,
+          String(Date.now()),
+          String(this.#leaseMs),
+          String(this.#concurrency),
+        ])) as number;
+      } catch {
+        waitMs = SLOT_POLL_MS; // Redis unreachable: keep waiting; the fetch could not settle anyway
       }
-    } finally {
-      this.#metrics.upstreamQueued.set(--this.#slotQueue);
+      if (waitMs === 0) break;
+      await this.#waitForSlot(Math.min(waitMs, SLOT_POLL_MS), signal);
     }
     let released = false;
     return {
