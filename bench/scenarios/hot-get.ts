@@ -1,5 +1,5 @@
 /** 1. Hot GET: the service serving one cached image, beside nginx and a bare node:http server serving the same bytes, in turns. */
-import { startBareNode, startNginx, startNginxCache } from '../../test/support/index.ts';
+import { cpuMsOf, startBareNode, startNginx, startNginxCache } from '../../test/support/index.ts';
 import {
   type Ctx,
   type ServiceProc,
@@ -30,24 +30,35 @@ export async function hotGet(ctx: Ctx, svc: ServiceProc, hot: HotImage): Promise
   const bare = await startBareNode(hot.bytes, hot.headers);
   const targets = [
     ...(nginxRef ? [{ name: 'nginx', url: nginxRef.url, svc: undefined }] : []),
-    { name: 'bareNode', url: bare.url, svc: undefined },
-    { name: 'service', url: `${svc.url}/image/${hot.id}`, svc },
+    { name: 'bareNode', url: bare.url, svc: undefined, pid: bare.pid },
+    { name: 'service', url: `${svc.url}/image/${hot.id}`, svc, pid: svc.pid },
     ...(nginxCache ? [{ name: 'serviceBehindNginxCache', url: nginxCache.url, svc }] : []),
   ];
   const halves: Record<string, LoadResult[]> = {};
+  // CPU time each Node.js server spent on the measured requests: its cost per request does not
+  // depend on what else the machine does, as requests per second on two shared cores do.
+  const cpu: Record<string, { ms: number; requests: number }> = {};
   try {
     for (const t of targets)
       if (p.warmSec > 0)
         await run(ctx, { url: t.url, connections: p.connections, durationSec: p.warmSec }, t.svc);
     for (let round = 0; round < 2; round++) {
-      for (const t of targets)
-        (halves[t.name] ??= []).push(
-          await run(
-            ctx,
-            { url: t.url, connections: p.connections, durationSec: p.durationSec / 2 },
-            t.svc,
-          ),
+      for (const t of targets) {
+        const pid = 'pid' in t ? t.pid : undefined;
+        const before = pid === undefined ? undefined : cpuMsOf(pid);
+        const r = await run(
+          ctx,
+          { url: t.url, connections: p.connections, durationSec: p.durationSec / 2 },
+          t.svc,
         );
+        const after = pid === undefined ? undefined : cpuMsOf(pid);
+        if (before !== undefined && after !== undefined) {
+          const c = (cpu[t.name] ??= { ms: 0, requests: 0 });
+          c.ms += after - before;
+          c.requests += r.requests;
+        }
+        (halves[t.name] ??= []).push(r);
+      }
     }
   } finally {
     await nginxRef?.stop();
@@ -144,6 +155,21 @@ export async function hotGet(ctx: Ctx, svc: ServiceProc, hot: HotImage): Promise
       better: 'higher',
     },
   );
+  const usPerRequest = (name: string): number | undefined => {
+    const c = cpu[name];
+    return c && c.requests > 0 ? (1000 * c.ms) / c.requests : undefined;
+  };
+  const usService = usPerRequest('service');
+  const usBare = usPerRequest('bareNode');
+  if (usService !== undefined && usBare !== undefined) {
+    raw.cpuMicrosPerRequest = { service: round(usService, 1), bareNode: round(usBare, 1) };
+    rows.info(
+      S,
+      'CPU per request: service / bare node:http',
+      `${usService.toFixed(1)} µs / ${usBare.toFixed(1)} µs`,
+      `bare ÷ service ${fmt.ratio(usBare / usService)} : the requests/s ratio when both are bound by their own core`,
+    );
+  }
   if (cached && nginx) {
     rows.info(
       S,

@@ -32,6 +32,8 @@ async function answers(url: string, timeoutMs: number, alive: () => boolean): Pr
 export interface Reference {
   url: string;
   version: string;
+  /** The serving process, when it is one (for its CPU time); nginx has a master and a worker. */
+  pid?: number;
   stop(): Promise<void>;
 }
 
@@ -177,6 +179,7 @@ export async function startBareNode(bytes: Buffer, headers: readonly string[]): 
   return {
     url,
     version: process.version,
+    pid: child.pid,
     stop: async () => {
       await child.stop('SIGTERM', 5000);
       rmSync(dir, { recursive: true, force: true });
