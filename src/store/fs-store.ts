@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { Entry } from '../domain/entry.ts';
 import { decodeEntry } from '../domain/entry-codec.ts';
 import { ID_PATTERN } from '../domain/ids.ts';
-import { Journal, parseRecord, putRecord, deleteRecord } from './journal.ts';
+import { Journal } from './journal.ts';
+import { parseRecord, RecordWriter, type QueryTable } from './records.ts';
 import { acquireDirectoryLock, type DirectoryLock } from './lock.ts';
 import {
   StoreReadError,
@@ -20,7 +21,9 @@ const ENTRY_SUFFIX = '.json';
 const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
 const JOURNAL_PATTERN = /^journal-([0-9]{1,15})$/;
 const SNAPSHOT = 'index.snapshot';
-const SNAPSHOT_VERSION = 2;
+/** 3: records of the format with one `Q` record per query (records.ts); 2 (read only): `P` records. */
+const SNAPSHOT_VERSION = 3;
+const SNAPSHOT_VERSIONS_READ = [2, 3];
 const SNAPSHOT_KEY = 'kentik-image-cache-snapshot';
 /**
  * How much of the snapshot is serialised between two writes (and event-loop turns): by size, not
@@ -64,6 +67,8 @@ export interface StoreScan {
   /** An index.snapshot of the format before the journal (a shortcut then; ignored now). */
   oldSnapshot: boolean;
   journalRecords: number;
+  /** `P` records (the format before `Q`/`E`) found: the next checkpoint rewrites them. */
+  oldRecords: number;
 }
 
 /**
@@ -151,6 +156,9 @@ export class FsStore implements Store {
     if (scan.bad.length > 0 || scan.legacyFiles.length > 0 || scan.oldSnapshot) {
       this.#mustCompact = true;
       await this.#compact(entries);
+    } else if (scan.oldRecords > 0) {
+      // Readable as they are: rewritten at the next checkpoint, not on the way to readiness.
+      this.#mustCompact = true;
     }
     return { entries, quarantined };
   }
@@ -201,8 +209,10 @@ export class FsStore implements Store {
       handle = await fs.open(temp, 'w', 0o644);
       let chunk = JSON.stringify({ [SNAPSHOT_KEY]: SNAPSHOT_VERSION, journal: generation }) + '\n';
       let bytes = 0;
+      // One `Q` record per query in the file, before its first entry that needs it.
+      const writer = new RecordWriter();
       for (const entry of all) {
-        chunk += putRecord(entry);
+        chunk += writer.put(entry);
         if (chunk.length >= SNAPSHOT_SLICE_CHARS) {
           bytes += chunk.length;
           await handle.write(chunk);
@@ -290,12 +300,12 @@ export class FsStore implements Store {
 
   putEntry(entry: Entry): Promise<void> {
     this.#entryPath(entry.id);
-    return this.#journalOrThrow().append(putRecord(entry));
+    return this.#journalOrThrow().put(entry);
   }
 
   async deleteEntry(id: string): Promise<void> {
     this.#entryPath(id);
-    await this.#journalOrThrow().append(deleteRecord(id));
+    await this.#journalOrThrow().delete(id);
   }
 
   async getBlob(digest: string): Promise<Buffer | undefined> {
@@ -476,7 +486,8 @@ function snapshotGeneration(header: string): number | undefined {
   }
   const v = (h as Record<string, unknown> | undefined)?.[SNAPSHOT_KEY];
   const g = (h as Record<string, unknown> | undefined)?.journal;
-  if (v === SNAPSHOT_VERSION && Number.isSafeInteger(g) && (g as number) >= 0) return g as number;
+  if (SNAPSHOT_VERSIONS_READ.includes(v as number) && Number.isSafeInteger(g) && (g as number) >= 0)
+    return g as number;
   if (v === 1) return undefined;
   throw new Error('not a snapshot of a known format version');
 }
@@ -487,13 +498,21 @@ class BadSnapshotError extends Error {}
 /** How much of a journal or snapshot is read at a time: the whole file would sit in memory. */
 const READ_CHUNK_BYTES = 1024 * 1024;
 
+/** Records counted by replayFile. */
+export interface ReplayCount {
+  records: number;
+  /** `P` records, of the format before `Q`/`E`. */
+  old: number;
+}
+
 /**
  * Applies the records of one file to `entries` in order, reading it a megabyte at a time: a
- * snapshot of 100k entries is some 60 MB (a million, ten times that), and read in one piece it
- * would stay in the process's memory until a full collection. `header` takes the first line when
+ * snapshot of a million entries is some 200 MB, and read in one piece it would stay in the
+ * process's memory until a full collection. The file's `Q` records are its own (QueryTable): a
+ * record never depends on another file. `header` takes the first line when
  * given (the snapshot's), and returns false to stop there. A bad last line without its newline is
  * a write a crash tore (never acknowledged): ignored. Any other bad record is reported. Returns
- * the number of records, or undefined when the file does not exist.
+ * the count of records, or undefined when the file does not exist.
  */
 export async function replayFile(
   file: string,
@@ -502,7 +521,7 @@ export async function replayFile(
   bad: Bad[],
   header?: (line: string) => boolean,
   chunkBytes = READ_CHUNK_BYTES,
-): Promise<number | undefined> {
+): Promise<ReplayCount | undefined> {
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(file, 'r');
@@ -510,7 +529,8 @@ export async function replayFile(
     if (isMissing(err)) return undefined;
     throw err;
   }
-  let count = 0;
+  const count: ReplayCount = { records: 0, old: 0 };
+  const queries: QueryTable = new Map();
   let offset = 0; // of `buf` in the file, for messages
   try {
     // One buffer for the whole file: the unfinished line of each read moves to its front, and it
@@ -540,16 +560,20 @@ export async function replayFile(
         } else if (start >= data.length) {
           break;
         } else {
-          const r = parseRecord(data, start, end);
-          if ('put' in r) entries.set(r.put.id, r.put);
-          else if ('del' in r) entries.delete(r.del);
-          else if (!torn)
+          const r = parseRecord(data, start, end, queries);
+          if ('put' in r) {
+            entries.set(r.put.id, r.put);
+            if (data[start + 9] === 0x50) count.old++; // P
+          } else if ('del' in r) entries.delete(r.del);
+          else if ('query' in r) {
+            // kept in `queries`
+          } else if (!torn)
             bad.push({
               name,
               reason: `record at byte ${offset + start}: ${r.bad}`,
               bytes: Buffer.from(data.subarray(start, end + 1)),
             });
-          count++;
+          count.records++;
         }
         start = end + 1;
       }
@@ -577,6 +601,7 @@ export async function scanStore(root: string): Promise<StoreScan> {
     legacyFiles: names.filter(isLegacyName),
     oldSnapshot: false,
     journalRecords: 0,
+    oldRecords: 0,
   };
   for (const name of names) {
     if (name.startsWith(TEMP_PREFIX) || JOURNAL_PATTERN.test(name) || isLegacyName(name)) continue;
@@ -590,7 +615,7 @@ export async function scanStore(root: string): Promise<StoreScan> {
 
   const snapshotFile = path.join(root, SNAPSHOT);
   try {
-    await replayFile(snapshotFile, SNAPSHOT, entries, bad, (line) => {
+    const counted = await replayFile(snapshotFile, SNAPSHOT, entries, bad, (line) => {
       try {
         scan.snapshotGeneration = snapshotGeneration(line);
       } catch (err) {
@@ -599,6 +624,7 @@ export async function scanStore(root: string): Promise<StoreScan> {
       scan.oldSnapshot = scan.snapshotGeneration === undefined;
       return scan.snapshotGeneration !== undefined;
     });
+    scan.oldRecords += counted?.old ?? 0;
     scan.snapshotBytes = (await fs.stat(snapshotFile).catch(() => ({ size: 0 }))).size;
   } catch (err) {
     // A snapshot of no known format is only a lost shortcut (the journals remain): quarantined.
@@ -636,7 +662,8 @@ export async function scanStore(root: string): Promise<StoreScan> {
       entries,
       bad,
     );
-    scan.journalRecords += records ?? 0;
+    scan.journalRecords += records?.records ?? 0;
+    scan.oldRecords += records?.old ?? 0;
   }
   return scan;
 }
