@@ -179,6 +179,8 @@ export class LocalCoordinator implements Coordinator {
           group.flight = { token: '', leaseUntil: 0, query: entry.query, ids: new Set() };
           this.#flightCount++;
         }
+        // One query object per flight (some 3 KB parsed), and one record of it per store file.
+        entry.query = group.flight.query;
         group.flight.ids.add(entry.id);
       }
       if (entry.kind === 'image') this.#rememberImage(entry.hash, entry);
@@ -218,7 +220,8 @@ export class LocalCoordinator implements Coordinator {
 
     // Rule 2: share a fetch in flight, or an image fetched within REUSE_WINDOW.
     if (group?.flight) {
-      const entry: PendingEntry = { ...base, kind: 'pending', query };
+      // The flight's query (the same query, by its hash): one object kept however many ids join.
+      const entry: PendingEntry = { ...base, kind: 'pending', query: group.flight.query };
       group.flight.ids.add(id);
       this.#index(entry);
       await this.#persistNew(entry);
