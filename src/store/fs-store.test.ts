@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { Entry, ErrorEntry, PendingEntry } from '../domain/entry.ts';
 import { encodeEntry } from '../domain/entry-codec.ts';
 import { formatId } from '../domain/ids.ts';
-import { FsStore, readStoredEntries, replayFile, type Bad } from './fs-store.ts';
+import { FsStore, readStoredEntries, replayFile, type ReplayTarget } from './fs-store.ts';
 import { putRecord } from './records.ts';
 import { imageEntry, pendingEntry, storeContract } from './store.contract.ts';
 
@@ -158,6 +158,14 @@ describe('FsStore specifics', () => {
   });
 });
 
+const target = (expiredBefore?: number): ReplayTarget => ({
+  entries: new Map(),
+  expired: new Set(),
+  bad: [],
+  strings: new Map(),
+  expiredBefore,
+});
+
 describe('replayFile', () => {
   it('reads records across chunk boundaries of any size, and ignores only a torn last line', async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'kic-replay-'));
@@ -168,14 +176,13 @@ describe('replayFile', () => {
       const lines = `{"header":1}\n${putRecord(a)}${putRecord(b)}${putRecord(a).slice(0, 40)}`;
       await writeFile(file, lines);
       for (const chunk of [1, 7, 64, 1 << 20]) {
-        const entries = new Map();
-        const bad: Bad[] = [];
+        const into = target();
+        const { entries, bad } = into;
         let header = '';
         const n = await replayFile(
           file,
           'journal-1',
-          entries,
-          bad,
+          into,
           (line) => ((header = line), true),
           chunk,
         );
@@ -190,9 +197,9 @@ describe('replayFile', () => {
       }
       // A damaged record in the middle is reported with its byte offset in the file.
       await writeFile(file, `${putRecord(a)}00000000 P {}\n${putRecord(b)}`);
-      const bad: Bad[] = [];
-      const entries = new Map();
-      await replayFile(file, 'journal-1', entries, bad, undefined, 5);
+      const into = target();
+      const { entries, bad } = into;
+      await replayFile(file, 'journal-1', into, undefined, 5);
       expect(bad.map((x) => x.reason)).toEqual([
         `record at byte ${putRecord(a).length}: checksum mismatch`,
       ]);
@@ -373,6 +380,39 @@ describe('record format: one query record per query and file', () => {
       await store.putEntry(b);
       const got = await readStoredEntries(root);
       expect([...got.values()]).toEqual([b]);
+      await store.close();
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('loadEntries({ expiredBefore })', () => {
+  it('lists expired ids apart, of either record format, and forgets deleted ones', async () => {
+    const root = await tempRoot();
+    try {
+      const now = Date.now();
+      const live = pendingEntry(60, now + 60_000);
+      const old = imageEntry(61, Buffer.from('x'), now - 1000);
+      const oldV1 = pendingEntry(62, now - 2000);
+      const deleted = imageEntry(63, Buffer.from('x'), now - 3000);
+      await mkdir(path.join(root, 'entries'));
+      await writeFile(
+        path.join(root, 'entries', 'journal-1'),
+        putRecord(live) +
+          putRecord(old) +
+          line('P ' + encodeEntry(oldV1)) +
+          putRecord(deleted) +
+          line(`D ${deleted.id}`),
+      );
+      const store = new FsStore(root);
+      await store.open();
+      const loaded = await store.loadEntries({ expiredBefore: now });
+      expect(loaded.entries).toEqual([live]);
+      expect(loaded.expired?.sort()).toEqual([old.id, oldV1.id].sort());
+      expect(loaded.quarantined).toEqual([]);
+      // Without the option, everything, as before.
+      expect((await store.loadEntries()).entries).toHaveLength(3);
       await store.close();
     } finally {
       await rm(root, { recursive: true, force: true });

@@ -6,11 +6,12 @@ import type { Entry } from '../domain/entry.ts';
 import { decodeEntry } from '../domain/entry-codec.ts';
 import { ID_PATTERN } from '../domain/ids.ts';
 import { Journal } from './journal.ts';
-import { parseRecord, RecordWriter, type QueryTable } from './records.ts';
+import { parseRecord, RecordWriter } from './records.ts';
 import { acquireDirectoryLock, type DirectoryLock } from './lock.ts';
 import {
   StoreReadError,
   StoreWriteError,
+  type LoadOptions,
   type LoadResult,
   type Quarantined,
   type Store,
@@ -53,10 +54,19 @@ export interface Bad {
   bytes?: Buffer;
 }
 
-/** What is on disk, read without changing anything. */
-export interface StoreScan {
+/** Where replayFile applies the records it reads. */
+export interface ReplayTarget {
   entries: Map<string, Entry>;
+  /** Ids expired at `expiredBefore` (their records are not made into entries). */
+  expired: Set<string>;
   bad: Bad[];
+  /** One string per hash and digest across the files read (see records.ts ReadContext). */
+  strings: Map<string, string>;
+  expiredBefore?: number | undefined;
+}
+
+/** What is on disk, read without changing anything. */
+export interface StoreScan extends ReplayTarget {
   /** Generation the snapshot covers the journals up to (the format-2 snapshot), if there is one. */
   snapshotGeneration: number | undefined;
   snapshotBytes: number;
@@ -143,8 +153,8 @@ export class FsStore implements Store {
    * format before the journal), the entries are compacted into a new snapshot at once, so the
    * next load neither finds them again nor depends on the old files.
    */
-  async loadEntries(): Promise<LoadResult> {
-    const scan = await scanStore(this.root);
+  async loadEntries(options: LoadOptions = {}): Promise<LoadResult> {
+    const scan = await scanStore(this.root, options.expiredBefore);
     const quarantined: Quarantined[] = [];
     for (const bad of scan.bad) {
       const movedTo = bad.file
@@ -160,7 +170,9 @@ export class FsStore implements Store {
       // Readable as they are: rewritten at the next checkpoint, not on the way to readiness.
       this.#mustCompact = true;
     }
-    return { entries, quarantined };
+    const result: LoadResult = { entries, quarantined };
+    if (options.expiredBefore !== undefined) result.expired = [...scan.expired];
+    return result;
   }
 
   /**
@@ -303,9 +315,14 @@ export class FsStore implements Store {
     return this.#journalOrThrow().put(entry);
   }
 
-  async deleteEntry(id: string): Promise<void> {
-    this.#entryPath(id);
-    await this.#journalOrThrow().delete(id);
+  /** Deletes made in one turn resolve with one and the same promise (see LocalCoordinator). */
+  deleteEntry(id: string): Promise<void> {
+    try {
+      this.#entryPath(id);
+      return this.#journalOrThrow().delete(id);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   }
 
   async getBlob(digest: string): Promise<Buffer | undefined> {
@@ -517,8 +534,7 @@ export interface ReplayCount {
 export async function replayFile(
   file: string,
   name: string,
-  entries: Map<string, Entry>,
-  bad: Bad[],
+  into: ReplayTarget,
   header?: (line: string) => boolean,
   chunkBytes = READ_CHUNK_BYTES,
 ): Promise<ReplayCount | undefined> {
@@ -530,7 +546,9 @@ export async function replayFile(
     throw err;
   }
   const count: ReplayCount = { records: 0, old: 0 };
-  const queries: QueryTable = new Map();
+  const { entries, expired, bad } = into;
+  // This file's own query table: a record never depends on another file.
+  const ctx = { queries: new Map(), strings: into.strings, expiredBefore: into.expiredBefore };
   let offset = 0; // of `buf` in the file, for messages
   try {
     // One buffer for the whole file: the unfinished line of each read moves to its front, and it
@@ -560,13 +578,19 @@ export async function replayFile(
         } else if (start >= data.length) {
           break;
         } else {
-          const r = parseRecord(data, start, end, queries);
+          const r = parseRecord(data, start, end, ctx);
           if ('put' in r) {
             entries.set(r.put.id, r.put);
             if (data[start + 9] === 0x50) count.old++; // P
-          } else if ('del' in r) entries.delete(r.del);
-          else if ('query' in r) {
-            // kept in `queries`
+          } else if ('expired' in r) {
+            // Every record of an id is expired alike (the expiry is in the id).
+            expired.add(r.expired);
+            if (data[start + 9] === 0x50) count.old++;
+          } else if ('del' in r) {
+            entries.delete(r.del);
+            expired.delete(r.del);
+          } else if ('query' in r) {
+            // kept in ctx.queries
           } else if (!torn)
             bad.push({
               name,
@@ -586,15 +610,21 @@ export async function replayFile(
   }
 }
 
-/** Reads everything on disk into one map, changing nothing (loadEntries then quarantines). */
-export async function scanStore(root: string): Promise<StoreScan> {
+/**
+ * Reads everything on disk into one map, changing nothing (loadEntries then quarantines). Ids
+ * expired at `expiredBefore` are listed apart, without their entries.
+ */
+export async function scanStore(root: string, expiredBefore?: number): Promise<StoreScan> {
   const entriesDir = path.join(root, 'entries');
   const names = await fs.readdir(entriesDir);
   const entries = new Map<string, Entry>();
   const bad: Bad[] = [];
   const scan: StoreScan = {
     entries,
+    expired: new Set(),
     bad,
+    strings: new Map(),
+    expiredBefore,
     snapshotGeneration: undefined,
     snapshotBytes: 0,
     journals: journalGenerations(names),
@@ -615,7 +645,7 @@ export async function scanStore(root: string): Promise<StoreScan> {
 
   const snapshotFile = path.join(root, SNAPSHOT);
   try {
-    const counted = await replayFile(snapshotFile, SNAPSHOT, entries, bad, (line) => {
+    const counted = await replayFile(snapshotFile, SNAPSHOT, scan, (line) => {
       try {
         scan.snapshotGeneration = snapshotGeneration(line);
       } catch (err) {
@@ -645,7 +675,9 @@ export async function scanStore(root: string): Promise<StoreScan> {
         const entry = decodeEntry(readSmallFile(file, buf));
         if (entry.id !== name.slice(0, -ENTRY_SUFFIX.length))
           throw new Error(`record is for id ${entry.id}`);
-        entries.set(entry.id, entry);
+        if (expiredBefore !== undefined && entry.expiresAt <= expiredBefore)
+          scan.expired.add(entry.id);
+        else entries.set(entry.id, entry);
       } catch (err) {
         if (!isMissing(err))
           bad.push({ name: path.join('entries', name), reason: (err as Error).message, file });
@@ -656,12 +688,7 @@ export async function scanStore(root: string): Promise<StoreScan> {
   for (const generation of scan.journals) {
     if (scan.snapshotGeneration !== undefined && generation < scan.snapshotGeneration) continue;
     const name = Journal.fileName(generation);
-    const records = await replayFile(
-      path.join(entriesDir, name),
-      path.join('entries', name),
-      entries,
-      bad,
-    );
+    const records = await replayFile(path.join(entriesDir, name), path.join('entries', name), scan);
     scan.journalRecords += records?.records ?? 0;
     scan.oldRecords += records?.old ?? 0;
   }
