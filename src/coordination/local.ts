@@ -151,7 +151,10 @@ export class LocalCoordinator implements Coordinator {
 
   async open(): Promise<OpenReport> {
     await this.#store.open();
-    const { entries, quarantined } = await this.#store.loadEntries();
+    const now = Date.now();
+    // Expired ids come back as ids only: no entry is made of them just to be dropped.
+    const loadResult = await this.#store.loadEntries({ expiredBefore: now });
+    const { entries, quarantined } = loadResult;
     for (const q of quarantined) {
       this.#log.warn(
         { file: q.name, reason: q.reason, movedTo: q.movedTo },
@@ -159,10 +162,9 @@ export class LocalCoordinator implements Coordinator {
       );
       this.#metrics.quarantined.inc();
     }
-    const now = Date.now();
-    const expired: string[] = [];
+    const expired = loadResult.expired ?? [];
     const live: Entry[] = [];
-    let loaded = 0;
+    let loaded = expired.length;
     for (const entry of entries) {
       loaded++;
       if (entry.expiresAt <= now) expired.push(entry.id);
@@ -868,15 +870,22 @@ export class LocalCoordinator implements Coordinator {
   }
 
   async #deleteFromStore(ids: string[]): Promise<void> {
-    // All at once: the store commits them together.
+    // All at once: the store commits them together, so they share a handful of promises (30k
+    // expired ids at a start would otherwise make 30k closures and promises on the way to ready).
+    const writes = new Map<Promise<void>, string>();
+    for (const id of ids) {
+      const write = this.#store.deleteEntry(id);
+      if (!writes.has(write)) writes.set(write, id);
+    }
     await Promise.all(
-      ids.map(async (id) => {
-        try {
-          await this.#store.deleteEntry(id);
-        } catch (err) {
-          this.#log.warn({ id, err: (err as Error).message }, 'could not delete entry from store');
-        }
-      }),
+      [...writes].map(([write, id]) =>
+        write.catch((err: unknown) => {
+          this.#log.warn(
+            { id, ids: ids.length, err: (err as Error).message },
+            'could not delete entry from store',
+          );
+        }),
+      ),
     );
   }
 }
