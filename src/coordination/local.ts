@@ -162,9 +162,11 @@ export class LocalCoordinator implements Coordinator {
       );
       this.#metrics.quarantined.inc();
     }
-    const expired = loadResult.expired ?? [];
+    // The store forgets the ids it reported expired by itself; only those it returned as entries
+    // (expired during the load) are deleted here.
+    const expired: string[] = [];
     const live: Entry[] = [];
-    let loaded = expired.length;
+    let loaded = loadResult.expired?.length ?? 0;
     for (const entry of entries) {
       loaded++;
       if (entry.expiresAt <= now) expired.push(entry.id);
@@ -189,7 +191,11 @@ export class LocalCoordinator implements Coordinator {
     }
     // Deleting is not needed for correctness (they are not indexed), so it does not delay readiness.
     void this.#deleteFromStore(expired);
-    return { loaded, expired: expired.length, quarantined: quarantined.length };
+    return {
+      loaded,
+      expired: expired.length + (loadResult.expired?.length ?? 0),
+      quarantined: quarantined.length,
+    };
   }
 
   async decide(input: DecideInput): Promise<Decision> {

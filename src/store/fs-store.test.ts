@@ -163,6 +163,7 @@ const target = (expiredBefore?: number): ReplayTarget => ({
   expired: new Set(),
   bad: [],
   strings: new Map(),
+  words: new Map(),
   expiredBefore,
 });
 

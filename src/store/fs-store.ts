@@ -6,7 +6,7 @@ import type { Entry } from '../domain/entry.ts';
 import { decodeEntry } from '../domain/entry-codec.ts';
 import { ID_PATTERN } from '../domain/ids.ts';
 import { Journal } from './journal.ts';
-import { parseRecord, RecordWriter } from './records.ts';
+import { parseRecord, RecordWriter, type ReadContext } from './records.ts';
 import { acquireDirectoryLock, type DirectoryLock } from './lock.ts';
 import {
   StoreReadError,
@@ -60,8 +60,9 @@ export interface ReplayTarget {
   /** Ids expired at `expiredBefore` (their records are not made into entries). */
   expired: Set<string>;
   bad: Bad[];
-  /** One string per hash and digest across the files read (see records.ts ReadContext). */
+  /** One string per hash, digest and error type across the files read (see records.ts ReadContext). */
   strings: Map<string, string>;
+  words: Map<string, string>;
   expiredBefore?: number | undefined;
 }
 
@@ -134,11 +135,10 @@ export class FsStore implements Store {
     this.#journal = new Journal(this.#entries, newest + 1, fsyncDir);
   }
 
-  #entryPath(id: string): string {
+  #checkId(id: string): void {
     // Ids are validated by the caller too; this second check keeps the store safe on its own.
     if (!ID_PATTERN.test(id))
       throw new RangeError(`invalid entry id ${JSON.stringify(id.slice(0, 100))}`);
-    return path.join(this.#entries, id + ENTRY_SUFFIX);
   }
 
   #blobPath(digest: string): string {
@@ -171,7 +171,13 @@ export class FsStore implements Store {
       this.#mustCompact = true;
     }
     const result: LoadResult = { entries, quarantined };
-    if (options.expiredBefore !== undefined) result.expired = [...scan.expired];
+    if (options.expiredBefore !== undefined) {
+      result.expired = [...scan.expired];
+      // They are dropped by the next compaction (which writes only what the caller holds), and
+      // skipped cheaply until then: forced only once they are a share worth rewriting for.
+      if (scan.expired.size > 0 && scan.expired.size >= scan.entries.size * COMPACT_SHARE)
+        this.#mustCompact = true;
+    }
     return result;
   }
 
@@ -293,7 +299,7 @@ export class FsStore implements Store {
    * coordinator keeps its own index), so it is a load rather than an index of its own.
    */
   async getEntry(id: string): Promise<Entry | undefined> {
-    this.#entryPath(id);
+    this.#checkId(id);
     try {
       return (await scanStore(this.root)).entries.get(id);
     } catch (err) {
@@ -311,14 +317,14 @@ export class FsStore implements Store {
   }
 
   putEntry(entry: Entry): Promise<void> {
-    this.#entryPath(entry.id);
+    this.#checkId(entry.id);
     return this.#journalOrThrow().put(entry);
   }
 
   /** Deletes made in one turn resolve with one and the same promise (see LocalCoordinator). */
   deleteEntry(id: string): Promise<void> {
     try {
-      this.#entryPath(id);
+      this.#checkId(id);
       return this.#journalOrThrow().delete(id);
     } catch (err) {
       return Promise.reject(err as Error);
@@ -548,7 +554,12 @@ export async function replayFile(
   const count: ReplayCount = { records: 0, old: 0 };
   const { entries, expired, bad } = into;
   // This file's own query table: a record never depends on another file.
-  const ctx = { queries: new Map(), strings: into.strings, expiredBefore: into.expiredBefore };
+  const ctx: ReadContext = {
+    queries: new Map(),
+    strings: into.strings,
+    words: into.words,
+    expiredBefore: into.expiredBefore,
+  };
   let offset = 0; // of `buf` in the file, for messages
   try {
     // One buffer for the whole file: the unfinished line of each read moves to its front, and it
@@ -624,6 +635,7 @@ export async function scanStore(root: string, expiredBefore?: number): Promise<S
     expired: new Set(),
     bad,
     strings: new Map(),
+    words: new Map(),
     expiredBefore,
     snapshotGeneration: undefined,
     snapshotBytes: 0,

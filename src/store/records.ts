@@ -36,9 +36,12 @@ export interface ReadContext {
   queries: Map<string, QueryInfo>;
   /**
    * One string per hash and digest, shared by every entry read with this context (it may span
-   * files): entries leave the store as the index keeps them, not with copies to replace.
+   * files): entries leave the store as the index keeps them, not with copies to replace. Holds
+   * only strings checked to be 64 hex digits.
    */
   strings: Map<string, string>;
+  /** The same for error types (a handful of values). */
+  words: Map<string, string>;
   /** Entries whose id expires at or before this (epoch ms) are reported by id only. */
   expiredBefore?: number | undefined;
 }
@@ -186,10 +189,19 @@ export function parseRecord(buf: Buffer, start: number, end: number, ctx: ReadCo
   }
 }
 
-/** `text` itself, or the equal string read before with the same context. */
-function shared(ctx: ReadContext, text: string): string {
+/** `text` itself, or the equal string read before (from `table`). */
+function shared(table: Map<string, string>, text: string): string {
+  const known = table.get(text);
+  if (known !== undefined) return known;
+  table.set(text, text);
+  return text;
+}
+
+/** A hash or digest: the string read before if there was one (then already checked). */
+function hexString(ctx: ReadContext, text: string, what: string): string {
   const known = ctx.strings.get(text);
   if (known !== undefined) return known;
+  if (!DIGEST.test(text)) throw new Error(what);
   ctx.strings.set(text, text);
   return text;
 }
@@ -197,9 +209,11 @@ function shared(ctx: ReadContext, text: string): string {
 function parseQuery(buf: Buffer, at: number, end: number, ctx: ReadContext): string {
   const space = buf.indexOf(SPACE, at);
   if (space < 0 || space >= end) throw new Error('query record without hash');
-  const text = buf.toString('latin1', at, space);
-  if (!DIGEST.test(text)) throw new Error('query record with a malformed hash');
-  const hash = shared(ctx, text);
+  const hash = hexString(
+    ctx,
+    buf.toString('latin1', at, space),
+    'query record with a malformed hash',
+  );
   let raw: unknown;
   try {
     raw = JSON.parse(buf.toString('utf8', space + 1, end));
@@ -247,7 +261,7 @@ function parseEntry(buf: Buffer, at: number, end: number, ctx: ReadContext): Par
   if (!parsed) throw new Error('entry record with a malformed id');
   const { id, expiresAt } = parsed;
   if (ctx.expiredBefore !== undefined && expiresAt <= ctx.expiredBefore) return { expired: id };
-  const hash = shared(ctx, parsed.hash);
+  const hash = shared(ctx.strings, parsed.hash); // checked by parseId
   const createdEnd = fieldEnd(buf, idEnd + 1, end, 'createdAt');
   const createdAt = numberField(buf, idEnd + 1, createdEnd, 'createdAt');
   const kindEnd = fieldEnd(buf, createdEnd + 1, end, 'kind');
@@ -265,9 +279,11 @@ function parseEntry(buf: Buffer, at: number, end: number, ctx: ReadContext): Par
       return { put: { id, hash, expiresAt, createdAt, summary, kind: 'pending', query: q.query } };
     case 'image': {
       const digestEnd = fieldEnd(buf, kindEnd + 1, end, 'digest');
-      const text = buf.toString('latin1', kindEnd + 1, digestEnd);
-      if (!DIGEST.test(text)) throw new Error('image entry with bad digest');
-      const digest = shared(ctx, text);
+      const digest = hexString(
+        ctx,
+        buf.toString('latin1', kindEnd + 1, digestEnd),
+        'image entry with bad digest',
+      );
       const mimeEnd = fieldEnd(buf, digestEnd + 1, end, 'mime');
       // The constant itself rather than a copy per entry.
       const mimeText = buf.toString('latin1', digestEnd + 1, mimeEnd);
@@ -310,7 +326,7 @@ function parseEntry(buf: Buffer, at: number, end: number, ctx: ReadContext): Par
         summary,
         kind: 'error',
         status,
-        errorType: shared(ctx, rest[0]),
+        errorType: shared(ctx.words, rest[0]),
         message: rest[1],
       };
       return { put: entry };

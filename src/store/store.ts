@@ -16,8 +16,9 @@ export interface LoadResult {
 
 export interface LoadOptions {
   /**
-   * Epoch ms: entries whose id expires at or before it come back as ids in `expired` only. The
-   * caller drops them anyway, and a backend may skip making entries of them.
+   * Epoch ms: entries whose id expires at or before it come back as ids in `expired` only, and
+   * the store forgets them by itself (the filesystem store at its next compaction): the caller
+   * neither indexes nor deletes them. A backend that ignores the option returns them as entries.
    */
   expiredBefore?: number;
 }
