@@ -327,7 +327,7 @@ export class LocalCoordinator implements Coordinator {
   #endFlight(hash: string): void {
     const group = this.#groups.get(hash);
     if (!group?.flight) return;
-    delete group.flight;
+    group.flight = undefined;
     this.#flightCount--;
   }
 
@@ -623,7 +623,7 @@ export class LocalCoordinator implements Coordinator {
   async #pruneGroups(now: number): Promise<void> {
     let n = 0;
     for (const [hash, g] of this.#groups) {
-      if (g.lastImage && now - g.lastImage.fetchedAt > this.#reuseWindowMs) delete g.lastImage;
+      if (g.lastImage && now - g.lastImage.fetchedAt > this.#reuseWindowMs) g.lastImage = undefined;
       if (g.ids.size === 0 && !g.flight && !g.lastImage) this.#groups.delete(hash);
       if (++n % COUNT_SLICE === 0) await yieldToLoop();
     }
@@ -635,7 +635,8 @@ export class LocalCoordinator implements Coordinator {
     if (this.#reserved.has(digest) || (info && info.ids.size > 0)) return;
     if (info) this.#storedBytes -= info.size;
     this.#blobInfo.delete(digest);
-    for (const g of this.#groups.values()) if (g.lastImage?.digest === digest) delete g.lastImage;
+    for (const g of this.#groups.values())
+      if (g.lastImage?.digest === digest) g.lastImage = undefined;
     this.#metrics.bytes.set(this.#storedBytes);
     this.#emit({ type: 'deleted', ids: [], digests: [digest] });
     await this.#serializeBlob(digest, () => this.#store.deleteBlob(digest));
@@ -710,7 +711,20 @@ export class LocalCoordinator implements Coordinator {
     if (entry.expiresAt < this.#earliestExpiry) this.#earliestExpiry = entry.expiresAt;
     if (entry.expiresAt < this.#minSinceScan) this.#minSinceScan = entry.expiresAt;
     let group = this.#groups.get(entry.hash);
-    if (!group) this.#groups.set(entry.hash, (group = { hash: entry.hash, ids: new Set() }));
+    if (!group) {
+      // Every field from the start, and never `delete`d: one shape for every group, its fields in
+      // the object. Deleting one turns the object into a dictionary (a pass that let 100k images
+      // leave REUSE_WINDOW made 100k of them at once).
+      group = {
+        hash: entry.hash,
+        ids: new Set(),
+        summary: undefined,
+        best: undefined,
+        flight: undefined,
+        lastImage: undefined,
+      };
+      this.#groups.set(entry.hash, group);
+    }
     this.#share(entry, group);
     group.ids.add(entry.id);
     if (entry.kind !== 'error' && group.best !== undefined) {

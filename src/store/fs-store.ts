@@ -29,9 +29,11 @@ const SNAPSHOT_KEY = 'kentik-image-cache-snapshot';
 /**
  * How much of the snapshot is serialised between two writes (and event-loop turns): by size, not
  * by entry count, since a pending entry carries its whole query (a few KB) and 2,000 of them would
- * hold the event loop for tens of milliseconds while POSTs wait.
+ * hold the event loop for tens of milliseconds while POSTs wait. Under V8's 128 KB limit for
+ * ordinary objects: each slice's string then dies young, where larger ones go to the large-object
+ * space and, 200 MB of them for a million entries, set off full collections during the pass.
  */
-const SNAPSHOT_SLICE_CHARS = 256 * 1024;
+const SNAPSHOT_SLICE_CHARS = 64 * 1024;
 /** Entry records are a few hundred bytes (pending ones carry a query of a few KB). */
 const READ_BUFFER_BYTES = 64 * 1024;
 /**
