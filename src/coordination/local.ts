@@ -79,7 +79,7 @@ export interface LocalCoordinatorDeps {
 /** Ids handled per slice of a long loop; between slices the event loop serves requests. */
 const SLICE = 500;
 /** Entries counted (or scanned by maintenance) per slice. */
-const COUNT_SLICE = 20_000;
+const COUNT_SLICE = 5_000;
 /** Entries a page may look at (skipping expired or other kinds) before it returns what it has. */
 const PAGE_SCAN = 20_000;
 /** Orphan blob files are looked for on the first pass and then every this many passes. */

@@ -98,14 +98,15 @@ export function putRecord(entry: Entry): string {
  */
 export class RecordWriter {
   /**
-   * By hash: what its last `Q` record in this file said, as a reader of the file will see it. A
+   * What the last `Q` record of each hash in this file said, as a reader of the file will see it:
+   * its summary (a hash is in this map once it has one), and its query if it carried one. A
    * pending entry is written with its own query object: the coordinator gives every pending entry
-   * of a query the flight's, so that is one `Q` record per query, and an entry never loads with
-   * a query other than its own.
+   * of a query the flight's, so that is one `Q` record per query, and an entry never loads with a
+   * query other than its own. Two maps rather than an object per hash: a snapshot of a million
+   * entries writes some 100k queries, and each object would outlive the young generation.
    */
-  #written = new Map<string, { summary: QuerySummary | undefined; query: unknown }>();
-  /** Entries of #written holding a query (some 3 KB each, parsed). */
-  #queries = 0;
+  readonly #summaries = new Map<string, QuerySummary | undefined>();
+  readonly #queries = new Map<string, unknown>();
 
   put(entry: Entry): string {
     return this.before(entry) + entryRecord(entry);
@@ -116,28 +117,31 @@ export class RecordWriter {
     const query = entry.kind === 'pending' ? entry.query : undefined;
     const summary = entry.summary;
     if (query === undefined && !summary) return '';
-    const w = this.#written.get(entry.hash);
-    if (
-      w &&
-      (query === undefined || w.query === query) &&
-      (!summary || w.summary === summary || (w.summary && sameSummary(w.summary, summary)))
-    )
-      return '';
+    const { hash } = entry;
+    if (this.#summaries.has(hash)) {
+      const written = this.#summaries.get(hash);
+      if (
+        (query === undefined || this.#queries.get(hash) === query) &&
+        (!summary || written === summary || (written && sameSummary(written, summary)))
+      )
+        return '';
+    }
     // Bounded: a journal lives until the next compaction, and must not keep every query and
     // summary it ever wrote alive. Forgetting costs only a repeated `Q` record.
     if (
-      (query !== undefined && this.#queries >= MAX_QUERIES_KEPT) ||
-      this.#written.size >= MAX_HASHES_KEPT
+      (query !== undefined && this.#queries.size >= MAX_QUERIES_KEPT) ||
+      this.#summaries.size >= MAX_HASHES_KEPT
     )
       this.reset();
-    if (query !== undefined) this.#queries++;
-    this.#written.set(entry.hash, { summary, query });
-    return queryRecord(entry.hash, summary, query);
+    this.#summaries.set(hash, summary);
+    if (query !== undefined) this.#queries.set(hash, query);
+    else this.#queries.delete(hash);
+    return queryRecord(hash, summary, query);
   }
 
   reset(): void {
-    this.#written.clear();
-    this.#queries = 0;
+    this.#summaries.clear();
+    this.#queries.clear();
   }
 }
 
