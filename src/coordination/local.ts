@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
+import { addId, eachId, idArray, idCount, removeId, type Ids } from './id-set.ts';
 import { Limiter } from './limiter.ts';
 import type { Entry, ImageEntry, PendingEntry } from '../domain/entry.ts';
 import { formatId } from '../domain/ids.ts';
@@ -46,7 +47,7 @@ interface LastImage {
 interface Group {
   /** The hash itself: the one string every entry of the query points to. */
   hash: string;
-  ids: Set<string>;
+  ids: Ids;
   /** The query in words, one object shared by every entry of the query (see #share). */
   summary?: QuerySummary;
   /** Id of the pending or image entry that expires last, if known (see #longestLived). */
@@ -59,7 +60,7 @@ interface BlobInfo {
   /** The digest, one string shared by every image entry of these bytes. */
   digest: string;
   size: number;
-  ids: Set<string>;
+  ids: Ids;
   lastServed: number;
 }
 
@@ -408,7 +409,7 @@ export class LocalCoordinator implements Coordinator {
   async dropBlob(digest: string, reason: 'lost' | 'damaged', id?: string): Promise<void> {
     if (reason === 'damaged')
       await this.#store.quarantineBlob(digest, 'content does not match digest').catch(() => {});
-    const ids = [...(this.#blobInfo.get(digest)?.ids ?? [])];
+    const ids = idArray(this.#blobInfo.get(digest)?.ids);
     if (id && !ids.includes(id)) ids.push(id);
     await this.#drop(ids);
     this.#emit({ type: 'deleted', ids, digests: [digest] });
@@ -430,7 +431,7 @@ export class LocalCoordinator implements Coordinator {
   async sharing(hashes: string[], now: number): Promise<number[]> {
     return hashes.map((hash) => {
       let n = 0;
-      for (const id of this.#groups.get(hash)?.ids ?? []) {
+      for (const id of eachId(this.#groups.get(hash)?.ids)) {
         const e = this.#entries.get(id);
         if (e && e.kind !== 'error' && e.expiresAt > now) n++;
       }
@@ -615,7 +616,7 @@ export class LocalCoordinator implements Coordinator {
     }
     const out: string[] = [];
     for (const [digest, info] of this.#blobInfo)
-      if (info.ids.size === 0 && !keep.has(digest)) out.push(digest);
+      if (info.ids === undefined && !keep.has(digest)) out.push(digest);
     return out;
   }
 
@@ -624,7 +625,7 @@ export class LocalCoordinator implements Coordinator {
     let n = 0;
     for (const [hash, g] of this.#groups) {
       if (g.lastImage && now - g.lastImage.fetchedAt > this.#reuseWindowMs) g.lastImage = undefined;
-      if (g.ids.size === 0 && !g.flight && !g.lastImage) this.#groups.delete(hash);
+      if (g.ids === undefined && !g.flight && !g.lastImage) this.#groups.delete(hash);
       if (++n % COUNT_SLICE === 0) await yieldToLoop();
     }
   }
@@ -632,7 +633,7 @@ export class LocalCoordinator implements Coordinator {
   /** Deletes image bytes unless something started using them since the caller looked. */
   async #deleteBlob(digest: string): Promise<void> {
     const info = this.#blobInfo.get(digest);
-    if (this.#reserved.has(digest) || (info && info.ids.size > 0)) return;
+    if (this.#reserved.has(digest) || (info && info.ids !== undefined)) return;
     if (info) this.#storedBytes -= info.size;
     this.#blobInfo.delete(digest);
     for (const g of this.#groups.values())
@@ -650,10 +651,10 @@ export class LocalCoordinator implements Coordinator {
     for (const [digest, info] of byAge) {
       if (this.#storedBytes <= maxBytes) break;
       this.#log.info(
-        { digest, bytes: info.size, ids: info.ids.size },
+        { digest, bytes: info.size, ids: idCount(info.ids) },
         'evicting image (CACHE_MAX_BYTES)',
       );
-      const ids = [...info.ids];
+      const ids = idArray(info.ids);
       await this.#drop(ids);
       this.#emit({ type: 'deleted', ids, digests: [digest] });
       await this.#deleteBlob(digest);
@@ -682,7 +683,7 @@ export class LocalCoordinator implements Coordinator {
     const current = group.best === undefined ? undefined : this.#entries.get(group.best);
     if (current && current.kind !== 'error') return current;
     let best: Entry | undefined;
-    for (const id of group.ids) {
+    for (const id of eachId(group.ids)) {
       const e = this.#entries.get(id);
       if (e && e.kind !== 'error' && (!best || e.expiresAt > best.expiresAt)) best = e;
     }
@@ -717,7 +718,7 @@ export class LocalCoordinator implements Coordinator {
       // leave REUSE_WINDOW made 100k of them at once).
       group = {
         hash: entry.hash,
-        ids: new Set(),
+        ids: undefined,
         summary: undefined,
         best: undefined,
         flight: undefined,
@@ -726,7 +727,7 @@ export class LocalCoordinator implements Coordinator {
       this.#groups.set(entry.hash, group);
     }
     this.#share(entry, group);
-    group.ids.add(entry.id);
+    group.ids = addId(group.ids, entry.id);
     if (entry.kind !== 'error' && group.best !== undefined) {
       const best = this.#entries.get(group.best);
       if (!best || best.kind === 'error' || entry.expiresAt > best.expiresAt) group.best = entry.id;
@@ -737,7 +738,7 @@ export class LocalCoordinator implements Coordinator {
         info = {
           digest: entry.digest,
           size: entry.size,
-          ids: new Set(),
+          ids: undefined,
           lastServed: entry.fetchedAt,
         };
         this.#blobInfo.set(entry.digest, info);
@@ -745,7 +746,7 @@ export class LocalCoordinator implements Coordinator {
         this.#metrics.bytes.set(this.#storedBytes);
       }
       entry.digest = info.digest;
-      info.ids.add(entry.id);
+      info.ids = addId(info.ids, entry.id);
     }
   }
 
@@ -782,13 +783,16 @@ export class LocalCoordinator implements Coordinator {
     this.#unindexBlob(entry);
     const group = this.#groups.get(entry.hash);
     if (!group) return;
-    group.ids.delete(id);
+    group.ids = removeId(group.ids, id);
     group.flight?.ids.delete(id);
-    if (group.ids.size === 0 && !group.flight && !group.lastImage) this.#groups.delete(entry.hash);
+    if (group.ids === undefined && !group.flight && !group.lastImage)
+      this.#groups.delete(entry.hash);
   }
 
   #unindexBlob(entry: Entry): void {
-    if (entry.kind === 'image') this.#blobInfo.get(entry.digest)?.ids.delete(entry.id);
+    if (entry.kind !== 'image') return;
+    const info = this.#blobInfo.get(entry.digest);
+    if (info) info.ids = removeId(info.ids, entry.id);
   }
 
   /**
