@@ -167,3 +167,33 @@ describe('LocalCoordinator ids of one query and one image', () => {
     await c.close();
   });
 });
+
+describe('LocalCoordinator creation order', () => {
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('never makes an id dropped before its expiry again while its place is kept: pages list it once', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
+    const c = make();
+    await c.open();
+    const now = Date.now();
+    const hash = createHash('sha256').update('order').digest('hex');
+    const digest = createHash('sha256').update('order bytes').digest('hex');
+    const input = { hash, query: { q: 'order' }, expiresAt: now + 60_000, now };
+    const first = await c.decide(input);
+    if (first.result !== 'miss') throw new Error(first.result);
+    await c.putBlob(digest, Buffer.from('order bytes'), now + 60_000);
+    await c.settle(
+      first.lease,
+      { kind: 'image', digest, mime: 'image/png', size: 11, fetchedAt: now },
+      now,
+    );
+    await c.dropBlob(digest, 'lost'); // the id goes long before its expiry
+    const again = await c.decide(input);
+    expect(again.id).not.toBe(first.id); // a millisecond later, rather than the same id again
+    const listed = (await c.page({ limit: 100 }, now)).entries.map((e) => e.id);
+    expect(listed).toEqual([again.id]);
+    await c.close();
+  });
+});

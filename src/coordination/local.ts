@@ -105,12 +105,18 @@ export class LocalCoordinator implements Coordinator {
   /** Puts and deletes of one blob, in order (see #serializeBlob). */
   readonly #blobOps = new Map<string, Promise<void>>();
   /**
-   * Ids in creation order, and beside them their sequence numbers, for newest-first pages. Two
-   * flat arrays rather than an object per id: with a million entries that is tens of megabytes.
+   * Ids in creation order, and beside them their sequence numbers (the cursors of pages), for
+   * newest-first pages. Two flat arrays rather than an object per id: with a million entries that
+   * is tens of megabytes. A deleted id keeps its place until #compactOrder; readers skip it as it
+   * is not in #entries. An id therefore has one place at most only if a deleted one is never
+   * created again while its place is there: decide skips the ids in #gone (deleted since the last
+   * compaction) and #goneBefore (deleted before the compaction under way). That costs a Set of
+   * the ids deleted lately instead of a Map of every id to its sequence number.
    */
   #order: string[] = [];
   #orderSeq: number[] = [];
-  readonly #seqOf = new Map<string, number>();
+  #gone = new Set<string>();
+  #goneBefore: Set<string> | undefined;
   #seq = 0;
   readonly #listeners: Array<(e: CoordinatorEvent) => void> = [];
   readonly #limiter: Limiter;
@@ -220,7 +226,7 @@ export class LocalCoordinator implements Coordinator {
     }
 
     // An id is unique per query and millisecond; never hand out an id that holds an error.
-    while (this.#entries.has(formatId(hash, expiresAt))) expiresAt++;
+    while (this.#taken(formatId(hash, expiresAt))) expiresAt++;
     const id = formatId(hash, expiresAt);
     // The query in words travels with every entry of it (image and error entries keep no query);
     // the same hash is the same query, so a known query's summary is shared, not made again.
@@ -493,8 +499,7 @@ export class LocalCoordinator implements Coordinator {
     let scanned = 0;
     for (; i >= 0 && entries.length < limit && scanned < PAGE_SCAN; i--, scanned++) {
       const id = order[i]!;
-      if (this.#seqOf.get(id) !== this.#orderSeq[i]) continue; // deleted since
-      const e = this.#entries.get(id);
+      const e = this.#entries.get(id); // undefined: deleted since
       if (e && e.expiresAt > now && matchesKind(kind, e)) entries.push(e);
     }
     return i >= 0 ? { entries, next: String(this.#orderSeq[i + 1]!) } : { entries };
@@ -678,6 +683,11 @@ export class LocalCoordinator implements Coordinator {
     return run;
   }
 
+  /** An id that exists, or still has its place in the creation order (see #order). */
+  #taken(id: string): boolean {
+    return this.#entries.has(id) || this.#gone.has(id) || this.#goneBefore?.has(id) === true;
+  }
+
   /** The pending or image entry of a query that expires last; rescans only after it went away. */
   #longestLived(group: Group): Entry | undefined {
     const current = group.best === undefined ? undefined : this.#entries.get(group.best);
@@ -700,7 +710,6 @@ export class LocalCoordinator implements Coordinator {
       const seq = ++this.#seq;
       this.#order.push(entry.id);
       this.#orderSeq.push(seq);
-      this.#seqOf.set(entry.id, seq);
     }
     this.#entries.set(entry.id, entry);
     if (previous) {
@@ -779,7 +788,7 @@ export class LocalCoordinator implements Coordinator {
     this.#entries.delete(id);
     this.#tally[entry.kind]--;
     this.#countExpired(entry, -1);
-    this.#seqOf.delete(id);
+    this.#gone.add(id);
     this.#unindexBlob(entry);
     const group = this.#groups.get(entry.hash);
     if (!group) return;
@@ -796,13 +805,18 @@ export class LocalCoordinator implements Coordinator {
   }
 
   /**
-   * Drops deleted ids from the creation order once they are most of it. In slices: with a million
-   * entries one walk holds the event loop for tens of milliseconds. Ids appended meanwhile are kept
-   * as they are, and ids deleted meanwhile are skipped by every reader anyway (their seq no longer
-   * matches), so the swap at the end loses nothing.
+   * Drops deleted ids from the creation order once they are a fifth of it. In slices: with a
+   * million entries one walk holds the event loop for tens of milliseconds. Ids appended meanwhile
+   * are kept as they are, and ids deleted meanwhile are skipped by every reader anyway (they are
+   * not in #entries), so the swap at the end loses nothing.
    */
   async #compactOrder(): Promise<void> {
-    if (this.#order.length <= 2 * this.#seqOf.size + 1024) return;
+    // A quarter more places than entries at most: #gone holds the dead ones' ids until then.
+    if (this.#goneBefore || this.#order.length <= this.#entries.size * 1.25 + 1024) return;
+    // Ids deleted from now on may have their place in the new arrays: they go in a new #gone.
+    // Those deleted before have none once this is done, and may then be ids again.
+    this.#goneBefore = this.#gone;
+    this.#gone = new Set();
     const from = { order: this.#order, seqs: this.#orderSeq };
     const end = from.order.length;
     const order: string[] = [];
@@ -810,7 +824,7 @@ export class LocalCoordinator implements Coordinator {
     for (let i = 0; i < end; i++) {
       const id = from.order[i]!;
       const seq = from.seqs[i]!;
-      if (this.#seqOf.get(id) === seq) {
+      if (this.#entries.has(id)) {
         order.push(id);
         seqs.push(seq);
       }
@@ -823,6 +837,7 @@ export class LocalCoordinator implements Coordinator {
     }
     this.#order = order;
     this.#orderSeq = seqs;
+    this.#goneBefore = undefined;
   }
 
   #rememberImage(hash: string, img: LastImage): void {
