@@ -276,6 +276,55 @@ describe('record format: one query record per query and file', () => {
     }
   });
 
+  it('reads ids of every form the id pattern allows, and refuses malformed ones', async () => {
+    const root = await tempRoot();
+    try {
+      const base = imageEntry(70, Buffer.from('x'));
+      const withId = (suffix: string, expiresAt: number): Entry => ({
+        ...base,
+        id: `${base.hash}_${suffix}`,
+        expiresAt,
+      });
+      const good = [
+        withId('4102444800', 4102444800000), // no fraction
+        withId('4102444800.5', 4102444800500),
+        withId('4102444800.123456789', 4102444800123),
+        withId('4102444800.999', 4102444800999), // the usual form
+        withId('41024448001.000', 41024448001000), // eleven digits of seconds
+      ];
+      const bad = [
+        `E ${base.hash.toUpperCase()}_4102444800.999 1 image ${base.digest} image/png 1 1`,
+        `E ${base.hash.slice(1)}x_4102444800.999 1 image ${base.digest} image/png 1 1`,
+        `E ${base.hash}_41024448x0.999 1 image ${base.digest} image/png 1 1`,
+        `E ${base.hash}_4102444800.99x 1 image ${base.digest} image/png 1 1`,
+        `E ${base.hash}_4102444800.999 1 image ${base.digest} image/pnf 1 1`,
+        `E ${base.hash}_4102444800.999 1 imagf ${base.digest} image/png 1 1`,
+        `E ${base.hash}_4102444800.999 1 image ${base.digest} image/png 1`,
+      ];
+      await mkdir(path.join(root, 'entries'));
+      await writeFile(
+        path.join(root, 'entries', 'journal-1'),
+        good.map(putRecord).join('') + bad.map(line).join(''),
+      );
+      const store = new FsStore(root);
+      await store.open();
+      const loaded = await store.loadEntries();
+      expect(loaded.entries.sort(byId)).toEqual([...good].sort(byId));
+      expect(loaded.quarantined.map((q) => q.reason.replace(/^record at byte \d+: /, ''))).toEqual([
+        'entry record with a malformed id',
+        'entry record with a malformed id',
+        'entry record with a malformed id',
+        'entry record with a malformed id',
+        'image entry with unknown mime',
+        'unknown kind "imagf"',
+        'entry record without fetchedAt',
+      ]);
+      await store.close();
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('loads a cache of the format before query records, and rewrites it at the next checkpoint', async () => {
     const root = await tempRoot();
     try {

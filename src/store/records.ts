@@ -1,7 +1,7 @@
 import { crc32 } from 'node:zlib';
 import { IMAGE_MIMES, type Entry } from '../domain/entry.ts';
 import { decodeEntry } from '../domain/entry-codec.ts';
-import { parseId } from '../domain/ids.ts';
+import { parseId, type ParsedId } from '../domain/ids.ts';
 import { isQuerySummary, sameSummary, type QuerySummary } from '../domain/query-summary.ts';
 
 /**
@@ -167,8 +167,8 @@ const SPACE = 0x20;
 export function parseRecord(buf: Buffer, start: number, end: number, ctx: ReadContext): Parsed {
   if (end - start < 11 || buf[start + 8] !== SPACE || buf[start + 10] !== SPACE)
     return { bad: end === start ? 'empty record' : 'not a record' };
-  const sum = Number.parseInt(buf.toString('latin1', start, start + 8), 16);
-  if (sum !== crc32(buf.subarray(start + 9, end))) return { bad: 'checksum mismatch' };
+  if (readHex8(buf, start) !== crc32(buf.subarray(start + 9, end)))
+    return { bad: 'checksum mismatch' };
   const at = start + 11;
   try {
     switch (buf[start + 9]) {
@@ -234,13 +234,76 @@ function parseQuery(buf: Buffer, at: number, end: number, ctx: ReadContext): str
   return hash;
 }
 
-/** The next space-separated field of `buf[at, end)`: its end (exclusive). */
+/**
+ * The next space-separated field of `buf[at, end)`: its end (exclusive). A loop over the bytes
+ * rather than Buffer#indexOf: fields are short, and a call into C++ per field costs more.
+ */
 function fieldEnd(buf: Buffer, at: number, end: number, what: string): number {
-  const space = buf.indexOf(SPACE, at);
-  if (space >= 0 && space < end) return space;
-  if (at < end) return end;
-  throw new Error(`entry record without ${what}`);
+  if (at >= end) throw new Error(`entry record without ${what}`);
+  let i = at;
+  while (i < end && buf[i] !== SPACE) i++;
+  return i;
 }
+
+/** Hex digit values by byte, -1 for anything else. */
+const HEX = new Int8Array(256).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX['0123456789abcdef'.charCodeAt(i)] = i;
+  HEX['0123456789ABCDEF'.charCodeAt(i)] = i;
+}
+
+/** The 8 hex digits at `at` (a record's checksum), or -1. */
+function readHex8(buf: Buffer, at: number): number {
+  let v = 0;
+  for (let i = at; i < at + 8; i++) {
+    const d = HEX[buf[i]!]!;
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+/**
+ * The id in `buf[at, end)`, checked as parseId checks it. Ids as formatId writes them today
+ * (`<64 hex>_<10 digits>.<3 digits>`) are checked and their expiry read from the bytes; any other
+ * goes through parseId.
+ */
+function readId(buf: Buffer, at: number, end: number): ParsedId | undefined {
+  if (end - at !== 79 || buf[at + 64] !== 0x5f || buf[at + 75] !== 0x2e)
+    return parseId(buf.toString('latin1', at, end));
+  for (let i = at; i < at + 64; i++) {
+    const c = buf[i]!;
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return undefined; // [0-9a-f]
+  }
+  let seconds = 0;
+  for (let i = at + 65; i < at + 75; i++) {
+    const d = buf[i]! - 0x30;
+    if (d < 0 || d > 9) return undefined;
+    seconds = seconds * 10 + d;
+  }
+  let ms = 0;
+  for (let i = at + 76; i < at + 79; i++) {
+    const d = buf[i]! - 0x30;
+    if (d < 0 || d > 9) return undefined;
+    ms = ms * 10 + d;
+  }
+  const id = buf.toString('latin1', at, end);
+  // What parseId computes, Math.round(Number(seconds.fraction) * 1000), exactly: an integer below 2^53.
+  return { id, hash: id.slice(0, 64), expiresAt: seconds * 1000 + ms };
+}
+
+/** Whether `buf[at, end)` holds exactly the bytes of `word` (ASCII). */
+function isWord(buf: Buffer, at: number, end: number, word: Uint8Array): boolean {
+  if (end - at !== word.length) return false;
+  for (let i = 0; i < word.length; i++) if (buf[at + i] !== word[i]) return false;
+  return true;
+}
+
+const PENDING = Buffer.from('pending');
+const IMAGE = Buffer.from('image');
+const ERROR = Buffer.from('error');
+/** Each known mime (the constant itself, not a copy per entry) by the length of its name. */
+const MIME_BY_LENGTH = new Map(IMAGE_MIMES.map((m) => [m.length, [m, Buffer.from(m)] as const]));
 
 /** A number field: digits the fast way, anything else as JavaScript reads it; finite or throws. */
 function numberField(buf: Buffer, at: number, end: number, what: string): number {
@@ -261,7 +324,7 @@ function numberField(buf: Buffer, at: number, end: number, what: string): number
 
 function parseEntry(buf: Buffer, at: number, end: number, ctx: ReadContext): Parsed {
   const idEnd = fieldEnd(buf, at, end, 'id');
-  const parsed = parseId(buf.toString('latin1', at, idEnd));
+  const parsed = readId(buf, at, idEnd);
   if (!parsed) throw new Error('entry record with a malformed id');
   const { id, expiresAt } = parsed;
   if (ctx.expiredBefore !== undefined && expiresAt <= ctx.expiredBefore) return { expired: id };
@@ -269,7 +332,13 @@ function parseEntry(buf: Buffer, at: number, end: number, ctx: ReadContext): Par
   const createdEnd = fieldEnd(buf, idEnd + 1, end, 'createdAt');
   const createdAt = numberField(buf, idEnd + 1, createdEnd, 'createdAt');
   const kindEnd = fieldEnd(buf, createdEnd + 1, end, 'kind');
-  const kind = buf.toString('latin1', createdEnd + 1, kindEnd);
+  const kind = isWord(buf, createdEnd + 1, kindEnd, IMAGE)
+    ? 'image'
+    : isWord(buf, createdEnd + 1, kindEnd, ERROR)
+      ? 'error'
+      : isWord(buf, createdEnd + 1, kindEnd, PENDING)
+        ? 'pending'
+        : buf.toString('latin1', createdEnd + 1, kindEnd);
   const q = ctx.queries.get(hash);
   const summary = q?.summary;
   // Plain literals, not spreads: loading 100k entries at start-up is measurably faster this way.
@@ -289,10 +358,10 @@ function parseEntry(buf: Buffer, at: number, end: number, ctx: ReadContext): Par
         'image entry with bad digest',
       );
       const mimeEnd = fieldEnd(buf, digestEnd + 1, end, 'mime');
-      // The constant itself rather than a copy per entry.
-      const mimeText = buf.toString('latin1', digestEnd + 1, mimeEnd);
-      const mime = IMAGE_MIMES.find((m) => m === mimeText);
-      if (!mime) throw new Error('image entry with unknown mime');
+      const known = MIME_BY_LENGTH.get(mimeEnd - digestEnd - 1);
+      if (!known || !isWord(buf, digestEnd + 1, mimeEnd, known[1]))
+        throw new Error('image entry with unknown mime');
+      const mime = known[0];
       const sizeEnd = fieldEnd(buf, mimeEnd + 1, end, 'size');
       const size = numberField(buf, mimeEnd + 1, sizeEnd, 'size');
       if (sizeEnd === end) throw new Error('entry record without fetchedAt');
