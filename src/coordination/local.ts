@@ -169,8 +169,8 @@ export class LocalCoordinator implements Coordinator {
       );
       this.#metrics.quarantined.inc();
     }
-    // The store forgets the ids it reported expired by itself; only those it returned as entries
-    // (expired during the load) are deleted here.
+    // The store forgets the ids it reported expired by itself; a store that ignores expiredBefore
+    // returns them as entries, and those are deleted here.
     const expired: string[] = [];
     const live: Entry[] = [];
     let loaded = loadResult.expired?.length ?? 0;

@@ -70,7 +70,7 @@ export interface ReplayTarget {
 
 /** What is on disk, read without changing anything. */
 export interface StoreScan extends ReplayTarget {
-  /** Generation the snapshot covers the journals up to (the format-2 snapshot), if there is one. */
+  /** Generation the snapshot covers the journals up to (a snapshot of format 2 or 3), if there is one. */
   snapshotGeneration: number | undefined;
   snapshotBytes: number;
   /** Journal generations found in entries/. */
