@@ -104,15 +104,16 @@ describe('restarts', () => {
 
     // The clean stop compacted everything into the snapshot: damage four of its records.
     const snapshot = path.join(cachePath, 'index.snapshot');
+    const stored = await readStoredEntries(cachePath);
     const lines = readFileSync(snapshot, 'utf8').split('\n');
-    const at = (id: string): number => lines.findIndex((l) => l.includes(`"id":"${id}"`));
+    const at = (id: string): number => lines.findIndex((l) => l.startsWith(`E ${id} `, 9));
     const [v0, v1, v2, v3] = victims.map(at) as [number, number, number, number];
     lines[v0] = lines[v0]!.slice(0, 40); // truncated
-    lines[v1] = lines[v1]!.replace('"kind":"image"', '"kind":"imagf"'); // a flipped bit: checksum
+    lines[v1] = lines[v1]!.replace(' image ', ' imagf '); // a flipped bit: checksum
     lines[v2] = '\u0000\u009f\u0092 garbage'; // garbage
-    const entry = JSON.parse(lines[v3]!.slice(11)) as Record<string, unknown>;
-    // wrong version, with a checksum that holds
-    const body = 'P ' + encodeEntry(entry as never).replace('"v":1', '"v":7');
+    // An entry of the format before the query records, of a version this one does not know, with a
+    // checksum that holds.
+    const body = 'P ' + encodeEntry(stored.get(victims[3]!)!).replace('"v":1', '"v":7');
     lines[v3] = `${crc32(body).toString(16).padStart(8, '0')} ${body}`;
     writeFileSync(snapshot, lines.join('\n'));
     writeFileSync(path.join(cachePath, 'entries', 'stray.json'), '{}'); // not an id

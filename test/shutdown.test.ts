@@ -11,7 +11,7 @@ import { queryHash } from '../src/domain/hash.ts';
 import { formatId } from '../src/domain/ids.ts';
 import { startSimulator, type Simulator } from 'kentik-simulator';
 import { readStoredEntries } from '../src/store/fs-store.ts';
-import { putRecord } from '../src/store/journal.ts';
+import { putRecord } from '../src/store/records.ts';
 import { buildService } from './helpers/build.ts';
 import {
   getImage,

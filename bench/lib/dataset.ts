@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Entry } from '../../src/domain/entry.ts';
 import { queryHash } from '../../src/domain/hash.ts';
 import { formatId } from '../../src/domain/ids.ts';
-import { putRecord } from '../../src/store/journal.ts';
+import { RecordWriter } from '../../src/store/records.ts';
 import { summarizeQuery } from '../../src/domain/query-summary.ts';
 
 export interface DatasetMix {
@@ -43,7 +43,7 @@ export interface Dataset {
 /**
  * Writes a cache directory the way the service would have left it had it been killed before any
  * compaction: every entry in the journal (entries/journal-1, records made by the store's own
- * putRecord), image bytes under their sha256. No fsync: it is test data.
+ * RecordWriter), image bytes under their sha256. No fsync: it is test data.
  */
 export function writeDataset(spec: DatasetSpec): Dataset {
   const started = performance.now();
@@ -76,10 +76,11 @@ export function writeDataset(spec: DatasetSpec): Dataset {
     return { query: q, hash: queryHash(q) };
   });
 
-  // Every entry carries its query in words, as the service writes it (each record its own copy).
+  // Every entry carries its query in words, as the service writes it (one Q record per query).
   const summary = summarizeQuery(spec.query);
   const entries: Entry[] = [];
   const records: string[] = [];
+  const writer = new RecordWriter();
   let n = 0;
   let hash = '';
   const write = (
@@ -93,7 +94,7 @@ export function writeDataset(spec: DatasetSpec): Dataset {
     const id = formatId(hash, expiresAt);
     const createdAt = Math.min(now, expiresAt) - 60_000 - (n % 3600) * 1000;
     const entry = make({ id, hash, expiresAt, createdAt, summary });
-    records.push(putRecord(entry));
+    records.push(writer.put(entry));
     entries.push(entry);
     n++;
   };
@@ -167,7 +168,7 @@ export function writeDataset(spec: DatasetSpec): Dataset {
       kind: 'pending',
       query: JSON.stringify(pq.query),
     };
-    records.push(putRecord(entry));
+    records.push(writer.put(entry));
     entries.push(entry);
   }
   writeFileSync(path.join(entriesDir, 'journal-1'), records.join(''));

@@ -83,3 +83,112 @@ describe('LocalCoordinator counts after the first expiry', () => {
     await c.close();
   });
 });
+
+describe('LocalCoordinator ids of one query and one image', () => {
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('hold one, a few or many ids alike through sharing, settling, expiry and a lost image', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
+    const now = Date.now();
+    const hash = (i: number): string => createHash('sha256').update(`ids ${i}`).digest('hex');
+    const digest = createHash('sha256').update('bytes').digest('hex');
+    let c = make();
+    await c.open();
+    const counts = [1, 5, 40]; // ids per query: a string, an array, a Set
+    const leases = [];
+    for (const [q, n] of counts.entries()) {
+      for (let i = 0; i < n; i++) {
+        // Each POST asks for a longer life than the last: a new id sharing the flight (rule 2).
+        const d = await c.decide(
+          withJson({ hash: hash(q), query: { q }, expiresAt: now + 10_000 + i * 1000, now }),
+        );
+        if (d.result === 'miss') leases.push(d.lease);
+      }
+    }
+    expect(
+      await c.sharing(
+        counts.map((_, q) => hash(q)),
+        now,
+      ),
+    ).toEqual(counts);
+    await c.putBlob(digest, Buffer.from('bytes'), now + 60_000);
+    for (const lease of leases)
+      await c.settle(
+        lease,
+        { kind: 'image', digest, mime: 'image/png', size: 5, fetchedAt: now },
+        now,
+      );
+    expect(
+      await c.sharing(
+        counts.map((_, q) => hash(q)),
+        now,
+      ),
+    ).toEqual(counts);
+
+    // Pending entries loaded again share their flight's query object.
+    const pendingHash = hash(9);
+    const queries = [{ q: 9 }, { q: 9 }, { q: 9 }];
+    for (const [i, query] of queries.entries())
+      await c.decide(withJson({ hash: pendingHash, query, expiresAt: now + 10_000 + i, now }));
+    await c.close();
+    c = make();
+    expect((await c.open()).loaded).toBe(46 + 3);
+    const pending = (await c.page({ limit: 100, kind: 'pending' }, now)).entries;
+    expect(pending).toHaveLength(3);
+    for (const e of pending)
+      expect(e.kind === 'pending' && e.query).toBe(
+        pending[0]!.kind === 'pending' && pending[0]!.query,
+      );
+
+    // The first 20 ids of each query expire: 1 → 0, 5 → 0, 40 → 20.
+    await c.maintain(now + 10_000 + 19_500);
+    expect(
+      await c.sharing(
+        counts.map((_, q) => hash(q)),
+        now + 29_500,
+      ),
+    ).toEqual([0, 0, 20]);
+    // The image goes missing: every id still using it goes, and nothing is left of them.
+    await c.dropBlob(digest, 'lost');
+    expect(
+      await c.sharing(
+        counts.map((_, q) => hash(q)),
+        now,
+      ),
+    ).toEqual([0, 0, 0]);
+    expect((await c.page({ limit: 100, kind: 'image' }, now)).entries).toEqual([]);
+    await c.close();
+  });
+});
+
+describe('LocalCoordinator creation order', () => {
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('never makes an id dropped before its expiry again while its place is kept: pages list it once', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
+    const c = make();
+    await c.open();
+    const now = Date.now();
+    const hash = createHash('sha256').update('order').digest('hex');
+    const digest = createHash('sha256').update('order bytes').digest('hex');
+    const input = withJson({ hash, query: { q: 'order' }, expiresAt: now + 60_000, now });
+    const first = await c.decide(input);
+    if (first.result !== 'miss') throw new Error(first.result);
+    await c.putBlob(digest, Buffer.from('order bytes'), now + 60_000);
+    await c.settle(
+      first.lease,
+      { kind: 'image', digest, mime: 'image/png', size: 11, fetchedAt: now },
+      now,
+    );
+    await c.dropBlob(digest, 'lost'); // the id goes long before its expiry
+    const again = await c.decide(input);
+    expect(again.id).not.toBe(first.id); // a millisecond later, rather than the same id again
+    const listed = (await c.page({ limit: 100 }, now)).entries.map((e) => e.id);
+    expect(listed).toEqual([again.id]);
+    await c.close();
+  });
+});

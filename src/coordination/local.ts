@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
+import { addId, eachId, idArray, idCount, removeId, type Ids } from './id-set.ts';
 import { Limiter } from './limiter.ts';
 import type { Entry, ImageEntry, PendingEntry, QueryJson } from '../domain/entry.ts';
 import { formatId } from '../domain/ids.ts';
@@ -46,7 +47,7 @@ interface LastImage {
 interface Group {
   /** The hash itself: the one string every entry of the query points to. */
   hash: string;
-  ids: Set<string>;
+  ids: Ids;
   /** The query in words, one object shared by every entry of the query (see #share). */
   summary?: QuerySummary;
   /** Id of the pending or image entry that expires last, if known (see #longestLived). */
@@ -59,7 +60,7 @@ interface BlobInfo {
   /** The digest, one string shared by every image entry of these bytes. */
   digest: string;
   size: number;
-  ids: Set<string>;
+  ids: Ids;
   lastServed: number;
 }
 
@@ -79,7 +80,7 @@ export interface LocalCoordinatorDeps {
 /** Ids handled per slice of a long loop; between slices the event loop serves requests. */
 const SLICE = 500;
 /** Entries counted (or scanned by maintenance) per slice. */
-const COUNT_SLICE = 20_000;
+const COUNT_SLICE = 5_000;
 /** Entries a page may look at (skipping expired or other kinds) before it returns what it has. */
 const PAGE_SCAN = 20_000;
 /** Orphan blob files are looked for on the first pass and then every this many passes. */
@@ -104,12 +105,18 @@ export class LocalCoordinator implements Coordinator {
   /** Puts and deletes of one blob, in order (see #serializeBlob). */
   readonly #blobOps = new Map<string, Promise<void>>();
   /**
-   * Ids in creation order, and beside them their sequence numbers, for newest-first pages. Two
-   * flat arrays rather than an object per id: with a million entries that is tens of megabytes.
+   * Ids in creation order, and beside them their sequence numbers (the cursors of pages), for
+   * newest-first pages. Two flat arrays rather than an object per id: with a million entries that
+   * is tens of megabytes. A deleted id keeps its place until #compactOrder; readers skip it as it
+   * is not in #entries. An id therefore has one place at most only if a deleted one is never
+   * created again while its place is there: decide skips the ids in #gone (deleted since the last
+   * compaction) and #goneBefore (deleted before the compaction under way). That costs a Set of
+   * the ids deleted lately instead of a Map of every id to its sequence number.
    */
   #order: string[] = [];
   #orderSeq: number[] = [];
-  readonly #seqOf = new Map<string, number>();
+  #gone = new Set<string>();
+  #goneBefore: Set<string> | undefined;
   #seq = 0;
   readonly #listeners: Array<(e: CoordinatorEvent) => void> = [];
   readonly #limiter: Limiter;
@@ -152,7 +159,10 @@ export class LocalCoordinator implements Coordinator {
 
   async open(): Promise<OpenReport> {
     await this.#store.open();
-    const { entries, quarantined } = await this.#store.loadEntries();
+    const now = Date.now();
+    // Expired ids come back as ids only: no entry is made of them just to be dropped.
+    const loadResult = await this.#store.loadEntries({ expiredBefore: now });
+    const { entries, quarantined } = loadResult;
     for (const q of quarantined) {
       this.#log.warn(
         { file: q.name, reason: q.reason, movedTo: q.movedTo },
@@ -160,10 +170,11 @@ export class LocalCoordinator implements Coordinator {
       );
       this.#metrics.quarantined.inc();
     }
-    const now = Date.now();
+    // The store forgets the ids it reported expired by itself; a store that ignores expiredBefore
+    // returns them as entries, and those are deleted here.
     const expired: string[] = [];
     const live: Entry[] = [];
-    let loaded = 0;
+    let loaded = loadResult.expired?.length ?? 0;
     for (const entry of entries) {
       loaded++;
       if (entry.expiresAt <= now) expired.push(entry.id);
@@ -180,13 +191,19 @@ export class LocalCoordinator implements Coordinator {
           group.flight = { token: '', leaseUntil: 0, query: entry.query, ids: new Set() };
           this.#flightCount++;
         }
+        // One query object per flight (some 3 KB parsed), and one record of it per store file.
+        entry.query = group.flight.query;
         group.flight.ids.add(entry.id);
       }
       if (entry.kind === 'image') this.#rememberImage(entry.hash, entry);
     }
     // Deleting is not needed for correctness (they are not indexed), so it does not delay readiness.
     void this.#deleteFromStore(expired);
-    return { loaded, expired: expired.length, quarantined: quarantined.length };
+    return {
+      loaded,
+      expired: expired.length + (loadResult.expired?.length ?? 0),
+      quarantined: quarantined.length,
+    };
   }
 
   async decide(input: DecideInput): Promise<Decision> {
@@ -210,7 +227,7 @@ export class LocalCoordinator implements Coordinator {
     }
 
     // An id is unique per query and millisecond; never hand out an id that holds an error.
-    while (this.#entries.has(formatId(hash, expiresAt))) expiresAt++;
+    while (this.#taken(formatId(hash, expiresAt))) expiresAt++;
     const id = formatId(hash, expiresAt);
     // The query in words travels with every entry of it (image and error entries keep no query);
     // the same hash is the same query, so a known query's summary is shared, not made again.
@@ -323,7 +340,7 @@ export class LocalCoordinator implements Coordinator {
   #endFlight(hash: string): void {
     const group = this.#groups.get(hash);
     if (!group?.flight) return;
-    delete group.flight;
+    group.flight = undefined;
     this.#flightCount--;
   }
 
@@ -404,7 +421,7 @@ export class LocalCoordinator implements Coordinator {
   async dropBlob(digest: string, reason: 'lost' | 'damaged', id?: string): Promise<void> {
     if (reason === 'damaged')
       await this.#store.quarantineBlob(digest, 'content does not match digest').catch(() => {});
-    const ids = [...(this.#blobInfo.get(digest)?.ids ?? [])];
+    const ids = idArray(this.#blobInfo.get(digest)?.ids);
     if (id && !ids.includes(id)) ids.push(id);
     await this.#drop(ids);
     this.#emit({ type: 'deleted', ids, digests: [digest] });
@@ -426,7 +443,7 @@ export class LocalCoordinator implements Coordinator {
   async sharing(hashes: string[], now: number): Promise<number[]> {
     return hashes.map((hash) => {
       let n = 0;
-      for (const id of this.#groups.get(hash)?.ids ?? []) {
+      for (const id of eachId(this.#groups.get(hash)?.ids)) {
         const e = this.#entries.get(id);
         if (e && e.kind !== 'error' && e.expiresAt > now) n++;
       }
@@ -488,8 +505,7 @@ export class LocalCoordinator implements Coordinator {
     let scanned = 0;
     for (; i >= 0 && entries.length < limit && scanned < PAGE_SCAN; i--, scanned++) {
       const id = order[i]!;
-      if (this.#seqOf.get(id) !== this.#orderSeq[i]) continue; // deleted since
-      const e = this.#entries.get(id);
+      const e = this.#entries.get(id); // undefined: deleted since
       if (e && e.expiresAt > now && matchesKind(kind, e)) entries.push(e);
     }
     return i >= 0 ? { entries, next: String(this.#orderSeq[i + 1]!) } : { entries };
@@ -611,7 +627,7 @@ export class LocalCoordinator implements Coordinator {
     }
     const out: string[] = [];
     for (const [digest, info] of this.#blobInfo)
-      if (info.ids.size === 0 && !keep.has(digest)) out.push(digest);
+      if (info.ids === undefined && !keep.has(digest)) out.push(digest);
     return out;
   }
 
@@ -619,8 +635,8 @@ export class LocalCoordinator implements Coordinator {
   async #pruneGroups(now: number): Promise<void> {
     let n = 0;
     for (const [hash, g] of this.#groups) {
-      if (g.lastImage && now - g.lastImage.fetchedAt > this.#reuseWindowMs) delete g.lastImage;
-      if (g.ids.size === 0 && !g.flight && !g.lastImage) this.#groups.delete(hash);
+      if (g.lastImage && now - g.lastImage.fetchedAt > this.#reuseWindowMs) g.lastImage = undefined;
+      if (g.ids === undefined && !g.flight && !g.lastImage) this.#groups.delete(hash);
       if (++n % COUNT_SLICE === 0) await yieldToLoop();
     }
   }
@@ -628,10 +644,11 @@ export class LocalCoordinator implements Coordinator {
   /** Deletes image bytes unless something started using them since the caller looked. */
   async #deleteBlob(digest: string): Promise<void> {
     const info = this.#blobInfo.get(digest);
-    if (this.#reserved.has(digest) || (info && info.ids.size > 0)) return;
+    if (this.#reserved.has(digest) || (info && info.ids !== undefined)) return;
     if (info) this.#storedBytes -= info.size;
     this.#blobInfo.delete(digest);
-    for (const g of this.#groups.values()) if (g.lastImage?.digest === digest) delete g.lastImage;
+    for (const g of this.#groups.values())
+      if (g.lastImage?.digest === digest) g.lastImage = undefined;
     this.#metrics.bytes.set(this.#storedBytes);
     this.#emit({ type: 'deleted', ids: [], digests: [digest] });
     await this.#serializeBlob(digest, () => this.#store.deleteBlob(digest));
@@ -645,10 +662,10 @@ export class LocalCoordinator implements Coordinator {
     for (const [digest, info] of byAge) {
       if (this.#storedBytes <= maxBytes) break;
       this.#log.info(
-        { digest, bytes: info.size, ids: info.ids.size },
+        { digest, bytes: info.size, ids: idCount(info.ids) },
         'evicting image (CACHE_MAX_BYTES)',
       );
-      const ids = [...info.ids];
+      const ids = idArray(info.ids);
       await this.#drop(ids);
       this.#emit({ type: 'deleted', ids, digests: [digest] });
       await this.#deleteBlob(digest);
@@ -672,12 +689,17 @@ export class LocalCoordinator implements Coordinator {
     return run;
   }
 
+  /** An id that exists, or still has its place in the creation order (see #order). */
+  #taken(id: string): boolean {
+    return this.#entries.has(id) || this.#gone.has(id) || this.#goneBefore?.has(id) === true;
+  }
+
   /** The pending or image entry of a query that expires last; rescans only after it went away. */
   #longestLived(group: Group): Entry | undefined {
     const current = group.best === undefined ? undefined : this.#entries.get(group.best);
     if (current && current.kind !== 'error') return current;
     let best: Entry | undefined;
-    for (const id of group.ids) {
+    for (const id of eachId(group.ids)) {
       const e = this.#entries.get(id);
       if (e && e.kind !== 'error' && (!best || e.expiresAt > best.expiresAt)) best = e;
     }
@@ -694,7 +716,6 @@ export class LocalCoordinator implements Coordinator {
       const seq = ++this.#seq;
       this.#order.push(entry.id);
       this.#orderSeq.push(seq);
-      this.#seqOf.set(entry.id, seq);
     }
     this.#entries.set(entry.id, entry);
     if (previous) {
@@ -706,9 +727,22 @@ export class LocalCoordinator implements Coordinator {
     if (entry.expiresAt < this.#earliestExpiry) this.#earliestExpiry = entry.expiresAt;
     if (entry.expiresAt < this.#minSinceScan) this.#minSinceScan = entry.expiresAt;
     let group = this.#groups.get(entry.hash);
-    if (!group) this.#groups.set(entry.hash, (group = { hash: entry.hash, ids: new Set() }));
+    if (!group) {
+      // Every field from the start, and never `delete`d: one shape for every group, its fields in
+      // the object. Deleting one turns the object into a dictionary (a pass that let 100k images
+      // leave REUSE_WINDOW made 100k of them at once).
+      group = {
+        hash: entry.hash,
+        ids: undefined,
+        summary: undefined,
+        best: undefined,
+        flight: undefined,
+        lastImage: undefined,
+      };
+      this.#groups.set(entry.hash, group);
+    }
     this.#share(entry, group);
-    group.ids.add(entry.id);
+    group.ids = addId(group.ids, entry.id);
     if (entry.kind !== 'error' && group.best !== undefined) {
       const best = this.#entries.get(group.best);
       if (!best || best.kind === 'error' || entry.expiresAt > best.expiresAt) group.best = entry.id;
@@ -719,7 +753,7 @@ export class LocalCoordinator implements Coordinator {
         info = {
           digest: entry.digest,
           size: entry.size,
-          ids: new Set(),
+          ids: undefined,
           lastServed: entry.fetchedAt,
         };
         this.#blobInfo.set(entry.digest, info);
@@ -727,7 +761,7 @@ export class LocalCoordinator implements Coordinator {
         this.#metrics.bytes.set(this.#storedBytes);
       }
       entry.digest = info.digest;
-      info.ids.add(entry.id);
+      info.ids = addId(info.ids, entry.id);
     }
   }
 
@@ -760,27 +794,35 @@ export class LocalCoordinator implements Coordinator {
     this.#entries.delete(id);
     this.#tally[entry.kind]--;
     this.#countExpired(entry, -1);
-    this.#seqOf.delete(id);
+    this.#gone.add(id);
     this.#unindexBlob(entry);
     const group = this.#groups.get(entry.hash);
     if (!group) return;
-    group.ids.delete(id);
+    group.ids = removeId(group.ids, id);
     group.flight?.ids.delete(id);
-    if (group.ids.size === 0 && !group.flight && !group.lastImage) this.#groups.delete(entry.hash);
+    if (group.ids === undefined && !group.flight && !group.lastImage)
+      this.#groups.delete(entry.hash);
   }
 
   #unindexBlob(entry: Entry): void {
-    if (entry.kind === 'image') this.#blobInfo.get(entry.digest)?.ids.delete(entry.id);
+    if (entry.kind !== 'image') return;
+    const info = this.#blobInfo.get(entry.digest);
+    if (info) info.ids = removeId(info.ids, entry.id);
   }
 
   /**
-   * Drops deleted ids from the creation order once they are most of it. In slices: with a million
-   * entries one walk holds the event loop for tens of milliseconds. Ids appended meanwhile are kept
-   * as they are, and ids deleted meanwhile are skipped by every reader anyway (their seq no longer
-   * matches), so the swap at the end loses nothing.
+   * Drops deleted ids from the creation order once they are a fifth of it. In slices: with a
+   * million entries one walk holds the event loop for tens of milliseconds. Ids appended meanwhile
+   * are kept as they are, and ids deleted meanwhile are skipped by every reader anyway (they are
+   * not in #entries), so the swap at the end loses nothing.
    */
   async #compactOrder(): Promise<void> {
-    if (this.#order.length <= 2 * this.#seqOf.size + 1024) return;
+    // A quarter more places than entries at most: #gone holds the dead ones' ids until then.
+    if (this.#goneBefore || this.#order.length <= this.#entries.size * 1.25 + 1024) return;
+    // Ids deleted from now on may have their place in the new arrays: they go in a new #gone.
+    // Those deleted before have none once this is done, and may then be ids again.
+    this.#goneBefore = this.#gone;
+    this.#gone = new Set();
     const from = { order: this.#order, seqs: this.#orderSeq };
     const end = from.order.length;
     const order: string[] = [];
@@ -788,7 +830,7 @@ export class LocalCoordinator implements Coordinator {
     for (let i = 0; i < end; i++) {
       const id = from.order[i]!;
       const seq = from.seqs[i]!;
-      if (this.#seqOf.get(id) === seq) {
+      if (this.#entries.has(id)) {
         order.push(id);
         seqs.push(seq);
       }
@@ -801,6 +843,7 @@ export class LocalCoordinator implements Coordinator {
     }
     this.#order = order;
     this.#orderSeq = seqs;
+    this.#goneBefore = undefined;
   }
 
   #rememberImage(hash: string, img: LastImage): void {
@@ -872,15 +915,22 @@ export class LocalCoordinator implements Coordinator {
   }
 
   async #deleteFromStore(ids: string[]): Promise<void> {
-    // All at once: the store commits them together.
+    // All at once: the store commits them together, so they share a handful of promises (30k
+    // expired ids at a start would otherwise make 30k closures and promises on the way to ready).
+    const writes = new Map<Promise<void>, string>();
+    for (const id of ids) {
+      const write = this.#store.deleteEntry(id);
+      if (!writes.has(write)) writes.set(write, id);
+    }
     await Promise.all(
-      ids.map(async (id) => {
-        try {
-          await this.#store.deleteEntry(id);
-        } catch (err) {
-          this.#log.warn({ id, err: (err as Error).message }, 'could not delete entry from store');
-        }
-      }),
+      [...writes].map(([write, id]) =>
+        write.catch((err: unknown) => {
+          this.#log.warn(
+            { id, ids: ids.length, err: (err as Error).message },
+            'could not delete entry from store',
+          );
+        }),
+      ),
     );
   }
 }

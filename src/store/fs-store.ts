@@ -5,11 +5,13 @@ import path from 'node:path';
 import type { Entry } from '../domain/entry.ts';
 import { decodeEntry } from '../domain/entry-codec.ts';
 import { ID_PATTERN } from '../domain/ids.ts';
-import { Journal, parseRecord, putRecord, deleteRecord } from './journal.ts';
+import { Journal } from './journal.ts';
+import { parseRecord, RecordWriter, type ReadContext } from './records.ts';
 import { acquireDirectoryLock, type DirectoryLock } from './lock.ts';
 import {
   StoreReadError,
   StoreWriteError,
+  type LoadOptions,
   type LoadResult,
   type Quarantined,
   type Store,
@@ -20,14 +22,18 @@ const ENTRY_SUFFIX = '.json';
 const DIGEST_PATTERN = /^[0-9a-f]{64}$/;
 const JOURNAL_PATTERN = /^journal-([0-9]{1,15})$/;
 const SNAPSHOT = 'index.snapshot';
-const SNAPSHOT_VERSION = 2;
+/** 3: records of the format with one `Q` record per query (records.ts); 2 (read only): `P` records. */
+const SNAPSHOT_VERSION = 3;
+const SNAPSHOT_VERSIONS_READ = [2, 3];
 const SNAPSHOT_KEY = 'kentik-image-cache-snapshot';
 /**
  * How much of the snapshot is serialised between two writes (and event-loop turns): by size, not
  * by entry count, since a pending entry carries its whole query (a few KB) and 2,000 of them would
- * hold the event loop for tens of milliseconds while POSTs wait.
+ * hold the event loop for tens of milliseconds while POSTs wait. Under V8's 128 KB limit for
+ * ordinary objects: each slice's string then dies young, where larger ones go to the large-object
+ * space and, 200 MB of them for a million entries, set off full collections during the pass.
  */
-const SNAPSHOT_SLICE_CHARS = 256 * 1024;
+const SNAPSHOT_SLICE_CHARS = 64 * 1024;
 /** Entry records are a few hundred bytes (pending ones carry a query of a few KB). */
 const READ_BUFFER_BYTES = 64 * 1024;
 /**
@@ -50,11 +56,21 @@ export interface Bad {
   bytes?: Buffer;
 }
 
-/** What is on disk, read without changing anything. */
-export interface StoreScan {
+/** Where replayFile applies the records it reads. */
+export interface ReplayTarget {
   entries: Map<string, Entry>;
+  /** Ids expired at `expiredBefore` (their records are not made into entries). */
+  expired: Set<string>;
   bad: Bad[];
-  /** Generation the snapshot covers the journals up to (the format-2 snapshot), if there is one. */
+  /** One string per hash, digest and error type across the files read (see records.ts ReadContext). */
+  strings: Map<string, string>;
+  words: Map<string, string>;
+  expiredBefore?: number | undefined;
+}
+
+/** What is on disk, read without changing anything. */
+export interface StoreScan extends ReplayTarget {
+  /** Generation the snapshot covers the journals up to (a snapshot of format 2 or 3), if there is one. */
   snapshotGeneration: number | undefined;
   snapshotBytes: number;
   /** Journal generations found in entries/. */
@@ -64,6 +80,8 @@ export interface StoreScan {
   /** An index.snapshot of the format before the journal (a shortcut then; ignored now). */
   oldSnapshot: boolean;
   journalRecords: number;
+  /** `P` records (the format before `Q`/`E`) found: the next checkpoint rewrites them. */
+  oldRecords: number;
 }
 
 /**
@@ -119,11 +137,10 @@ export class FsStore implements Store {
     this.#journal = new Journal(this.#entries, newest + 1, fsyncDir);
   }
 
-  #entryPath(id: string): string {
+  #checkId(id: string): void {
     // Ids are validated by the caller too; this second check keeps the store safe on its own.
     if (!ID_PATTERN.test(id))
       throw new RangeError(`invalid entry id ${JSON.stringify(id.slice(0, 100))}`);
-    return path.join(this.#entries, id + ENTRY_SUFFIX);
   }
 
   #blobPath(digest: string): string {
@@ -138,8 +155,8 @@ export class FsStore implements Store {
    * format before the journal), the entries are compacted into a new snapshot at once, so the
    * next load neither finds them again nor depends on the old files.
    */
-  async loadEntries(): Promise<LoadResult> {
-    const scan = await scanStore(this.root);
+  async loadEntries(options: LoadOptions = {}): Promise<LoadResult> {
+    const scan = await scanStore(this.root, options.expiredBefore);
     const quarantined: Quarantined[] = [];
     for (const bad of scan.bad) {
       const movedTo = bad.file
@@ -151,8 +168,19 @@ export class FsStore implements Store {
     if (scan.bad.length > 0 || scan.legacyFiles.length > 0 || scan.oldSnapshot) {
       this.#mustCompact = true;
       await this.#compact(entries);
+    } else if (scan.oldRecords > 0) {
+      // Readable as they are: rewritten at the next checkpoint, not on the way to readiness.
+      this.#mustCompact = true;
     }
-    return { entries, quarantined };
+    const result: LoadResult = { entries, quarantined };
+    if (options.expiredBefore !== undefined) {
+      result.expired = [...scan.expired];
+      // They are dropped by the next compaction (which writes only what the caller holds), and
+      // skipped cheaply until then: forced only once they are a share worth rewriting for.
+      if (scan.expired.size > 0 && scan.expired.size >= scan.entries.size * COMPACT_SHARE)
+        this.#mustCompact = true;
+    }
+    return result;
   }
 
   /**
@@ -201,8 +229,10 @@ export class FsStore implements Store {
       handle = await fs.open(temp, 'w', 0o644);
       let chunk = JSON.stringify({ [SNAPSHOT_KEY]: SNAPSHOT_VERSION, journal: generation }) + '\n';
       let bytes = 0;
+      // One `Q` record per query in the file, before its first entry that needs it.
+      const writer = new RecordWriter();
       for (const entry of all) {
-        chunk += putRecord(entry);
+        chunk += writer.put(entry);
         if (chunk.length >= SNAPSHOT_SLICE_CHARS) {
           bytes += chunk.length;
           await handle.write(chunk);
@@ -271,7 +301,7 @@ export class FsStore implements Store {
    * coordinator keeps its own index), so it is a load rather than an index of its own.
    */
   async getEntry(id: string): Promise<Entry | undefined> {
-    this.#entryPath(id);
+    this.#checkId(id);
     try {
       return (await scanStore(this.root)).entries.get(id);
     } catch (err) {
@@ -289,13 +319,18 @@ export class FsStore implements Store {
   }
 
   putEntry(entry: Entry): Promise<void> {
-    this.#entryPath(entry.id);
-    return this.#journalOrThrow().append(putRecord(entry));
+    this.#checkId(entry.id);
+    return this.#journalOrThrow().put(entry);
   }
 
-  async deleteEntry(id: string): Promise<void> {
-    this.#entryPath(id);
-    await this.#journalOrThrow().append(deleteRecord(id));
+  /** Deletes made in one turn resolve with one and the same promise (see LocalCoordinator). */
+  deleteEntry(id: string): Promise<void> {
+    try {
+      this.#checkId(id);
+      return this.#journalOrThrow().delete(id);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   }
 
   async getBlob(digest: string): Promise<Buffer | undefined> {
@@ -476,7 +511,8 @@ function snapshotGeneration(header: string): number | undefined {
   }
   const v = (h as Record<string, unknown> | undefined)?.[SNAPSHOT_KEY];
   const g = (h as Record<string, unknown> | undefined)?.journal;
-  if (v === SNAPSHOT_VERSION && Number.isSafeInteger(g) && (g as number) >= 0) return g as number;
+  if (SNAPSHOT_VERSIONS_READ.includes(v as number) && Number.isSafeInteger(g) && (g as number) >= 0)
+    return g as number;
   if (v === 1) return undefined;
   throw new Error('not a snapshot of a known format version');
 }
@@ -487,22 +523,29 @@ class BadSnapshotError extends Error {}
 /** How much of a journal or snapshot is read at a time: the whole file would sit in memory. */
 const READ_CHUNK_BYTES = 1024 * 1024;
 
+/** Records counted by replayFile. */
+export interface ReplayCount {
+  records: number;
+  /** `P` records, of the format before `Q`/`E`. */
+  old: number;
+}
+
 /**
  * Applies the records of one file to `entries` in order, reading it a megabyte at a time: a
- * snapshot of 100k entries is some 60 MB (a million, ten times that), and read in one piece it
- * would stay in the process's memory until a full collection. `header` takes the first line when
+ * snapshot of a million entries is some 200 MB, and read in one piece it would stay in the
+ * process's memory until a full collection. The file's `Q` records are its own (QueryTable): a
+ * record never depends on another file. `header` takes the first line when
  * given (the snapshot's), and returns false to stop there. A bad last line without its newline is
  * a write a crash tore (never acknowledged): ignored. Any other bad record is reported. Returns
- * the number of records, or undefined when the file does not exist.
+ * the count of records, or undefined when the file does not exist.
  */
 export async function replayFile(
   file: string,
   name: string,
-  entries: Map<string, Entry>,
-  bad: Bad[],
+  into: ReplayTarget,
   header?: (line: string) => boolean,
   chunkBytes = READ_CHUNK_BYTES,
-): Promise<number | undefined> {
+): Promise<ReplayCount | undefined> {
   let handle: fs.FileHandle;
   try {
     handle = await fs.open(file, 'r');
@@ -510,7 +553,15 @@ export async function replayFile(
     if (isMissing(err)) return undefined;
     throw err;
   }
-  let count = 0;
+  const count: ReplayCount = { records: 0, old: 0 };
+  const { entries, expired, bad } = into;
+  // This file's own query table: a record never depends on another file.
+  const ctx: ReadContext = {
+    queries: new Map(),
+    strings: into.strings,
+    words: into.words,
+    expiredBefore: into.expiredBefore,
+  };
   let offset = 0; // of `buf` in the file, for messages
   try {
     // One buffer for the whole file: the unfinished line of each read moves to its front, and it
@@ -540,16 +591,26 @@ export async function replayFile(
         } else if (start >= data.length) {
           break;
         } else {
-          const r = parseRecord(data, start, end);
-          if ('put' in r) entries.set(r.put.id, r.put);
-          else if ('del' in r) entries.delete(r.del);
-          else if (!torn)
+          const r = parseRecord(data, start, end, ctx);
+          if ('put' in r) {
+            entries.set(r.put.id, r.put);
+            if (data[start + 9] === 0x50) count.old++; // P
+          } else if ('expired' in r) {
+            // Every record of an id is expired alike (the expiry is in the id).
+            expired.add(r.expired);
+            if (data[start + 9] === 0x50) count.old++;
+          } else if ('del' in r) {
+            entries.delete(r.del);
+            expired.delete(r.del);
+          } else if ('query' in r) {
+            // kept in ctx.queries
+          } else if (!torn)
             bad.push({
               name,
               reason: `record at byte ${offset + start}: ${r.bad}`,
               bytes: Buffer.from(data.subarray(start, end + 1)),
             });
-          count++;
+          count.records++;
         }
         start = end + 1;
       }
@@ -562,21 +623,29 @@ export async function replayFile(
   }
 }
 
-/** Reads everything on disk into one map, changing nothing (loadEntries then quarantines). */
-export async function scanStore(root: string): Promise<StoreScan> {
+/**
+ * Reads everything on disk into one map, changing nothing (loadEntries then quarantines). Ids
+ * expired at `expiredBefore` are listed apart, without their entries.
+ */
+export async function scanStore(root: string, expiredBefore?: number): Promise<StoreScan> {
   const entriesDir = path.join(root, 'entries');
   const names = await fs.readdir(entriesDir);
   const entries = new Map<string, Entry>();
   const bad: Bad[] = [];
   const scan: StoreScan = {
     entries,
+    expired: new Set(),
     bad,
+    strings: new Map(),
+    words: new Map(),
+    expiredBefore,
     snapshotGeneration: undefined,
     snapshotBytes: 0,
     journals: journalGenerations(names),
     legacyFiles: names.filter(isLegacyName),
     oldSnapshot: false,
     journalRecords: 0,
+    oldRecords: 0,
   };
   for (const name of names) {
     if (name.startsWith(TEMP_PREFIX) || JOURNAL_PATTERN.test(name) || isLegacyName(name)) continue;
@@ -590,7 +659,7 @@ export async function scanStore(root: string): Promise<StoreScan> {
 
   const snapshotFile = path.join(root, SNAPSHOT);
   try {
-    await replayFile(snapshotFile, SNAPSHOT, entries, bad, (line) => {
+    const counted = await replayFile(snapshotFile, SNAPSHOT, scan, (line) => {
       try {
         scan.snapshotGeneration = snapshotGeneration(line);
       } catch (err) {
@@ -599,6 +668,7 @@ export async function scanStore(root: string): Promise<StoreScan> {
       scan.oldSnapshot = scan.snapshotGeneration === undefined;
       return scan.snapshotGeneration !== undefined;
     });
+    scan.oldRecords += counted?.old ?? 0;
     scan.snapshotBytes = (await fs.stat(snapshotFile).catch(() => ({ size: 0 }))).size;
   } catch (err) {
     // A snapshot of no known format is only a lost shortcut (the journals remain): quarantined.
@@ -619,7 +689,9 @@ export async function scanStore(root: string): Promise<StoreScan> {
         const entry = decodeEntry(readSmallFile(file, buf));
         if (entry.id !== name.slice(0, -ENTRY_SUFFIX.length))
           throw new Error(`record is for id ${entry.id}`);
-        entries.set(entry.id, entry);
+        if (expiredBefore !== undefined && entry.expiresAt <= expiredBefore)
+          scan.expired.add(entry.id);
+        else entries.set(entry.id, entry);
       } catch (err) {
         if (!isMissing(err))
           bad.push({ name: path.join('entries', name), reason: (err as Error).message, file });
@@ -630,13 +702,9 @@ export async function scanStore(root: string): Promise<StoreScan> {
   for (const generation of scan.journals) {
     if (scan.snapshotGeneration !== undefined && generation < scan.snapshotGeneration) continue;
     const name = Journal.fileName(generation);
-    const records = await replayFile(
-      path.join(entriesDir, name),
-      path.join('entries', name),
-      entries,
-      bad,
-    );
-    scan.journalRecords += records ?? 0;
+    const records = await replayFile(path.join(entriesDir, name), path.join('entries', name), scan);
+    scan.journalRecords += records?.records ?? 0;
+    scan.oldRecords += records?.old ?? 0;
   }
   return scan;
 }

@@ -1,50 +1,18 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import fs from 'node:fs/promises';
-import { crc32 } from 'node:zlib';
 import type { Entry } from '../domain/entry.ts';
-import { decodeEntry, encodeEntry } from '../domain/entry-codec.ts';
+import { deleteRecord, entryRecord, RecordWriter } from './records.ts';
 import { StoreWriteError } from './store.ts';
 
-/**
- * The record format shared by the entry journal and the index snapshot: one line per record,
- *
- *   <crc32 of the body, 8 hex digits> <body>\n      body: `P <entry JSON>` (put) or `D <id>` (delete)
- *
- * JSON never holds a raw newline, so a line is a record. The checksum tells a record that was
- * written whole from one a crash tore or a disk damaged, which then counts as never written.
- */
-export function putRecord(entry: Entry): string {
-  return record('P ' + encodeEntry(entry));
-}
-
-export function deleteRecord(id: string): string {
-  return record('D ' + id);
-}
-
-function record(body: string): string {
-  return crc32(body).toString(16).padStart(8, '0') + ' ' + body + '\n';
-}
-
-export type Parsed = { put: Entry } | { del: string } | { bad: string };
-
-/** Parses the record in `buf[start, end)` (without its newline). */
-export function parseRecord(buf: Buffer, start: number, end: number): Parsed {
-  if (end - start < 11 || buf[start + 8] !== 0x20 || buf[start + 10] !== 0x20)
-    return { bad: end === start ? 'empty record' : 'not a record' };
-  const sum = Number.parseInt(buf.toString('latin1', start, start + 8), 16);
-  if (sum !== crc32(buf.subarray(start + 9, end))) return { bad: 'checksum mismatch' };
-  const type = buf[start + 9];
-  if (type === 0x44) return { del: buf.toString('utf8', start + 11, end) }; // D
-  if (type !== 0x50) return { bad: 'unknown record type' }; // P
-  try {
-    return { put: decodeEntry(buf.toString('utf8', start + 11, end)) };
-  } catch (err) {
-    return { bad: (err as Error).message };
-  }
+/** A put waits for its query's record, which depends on what the file it lands in already holds. */
+interface Put {
+  entry: Entry;
+  record: string;
 }
 
 interface Batch {
-  records: string[];
+  /** Delete records, and puts whose `Q` record is decided at flush time. */
+  records: Array<string | Put>;
   promise: Promise<void>;
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -68,6 +36,12 @@ function newBatch(): Batch {
  * only once its record is durable, so a caller may hand out an id as soon as it resolves; with
  * many callers at once, they share the cost of one flush instead of paying one each.
  *
+ * Records are in the format of records.ts. A query's `Q` record goes into a file before the first
+ * entry of that query that needs it, decided when a batch is written rather than when it is
+ * appended: only then is it known which file the batch lands in (a failed write moves on to a new
+ * one, and so does a path that was deleted under the service), and a record must never depend on
+ * one in another file.
+ *
  * Files are `<dir>/journal-<generation>`. A new generation starts at every start (never append
  * after a previous run's possibly torn tail), after a failed write (same reason) and at rotate()
  * (a snapshot is about to cover everything before it).
@@ -78,6 +52,8 @@ export class Journal {
   #generation: number;
   #handle: fs.FileHandle | undefined;
   #inode = 0;
+  /** What the open file holds of each query (see RecordWriter); reset with every new file. */
+  readonly #writer = new RecordWriter();
   /** The batch collecting records; closed when its flush starts. */
   #open: Batch | undefined;
   /** Every flush and rotation, one after another. */
@@ -100,8 +76,18 @@ export class Journal {
     return `journal-${generation}`;
   }
 
-  /** Resolves once `records` (one or more, ending in newlines) are durable; rejects with StoreWriteError. */
-  append(records: string): Promise<void> {
+  /** Resolves once the entry is durable; rejects with StoreWriteError. */
+  put(entry: Entry): Promise<void> {
+    // Serialised now: the record is the entry as of this call.
+    return this.#append({ entry, record: entryRecord(entry) });
+  }
+
+  /** Resolves once the delete is durable; rejects with StoreWriteError. */
+  delete(id: string): Promise<void> {
+    return this.#append(deleteRecord(id));
+  }
+
+  #append(records: string | Put): Promise<void> {
     let batch = this.#open;
     if (!batch) {
       const b = (batch = this.#open = newBatch());
@@ -140,10 +126,12 @@ export class Journal {
   }
 
   async #flush(batch: Batch): Promise<void> {
-    const data = batch.records.join('');
     const file = `${this.#dir}/${Journal.fileName(this.#generation)}`;
     try {
       const handle = await this.#file(file);
+      let data = '';
+      for (const r of batch.records)
+        data += typeof r === 'string' ? r : this.#writer.before(r.entry) + r.record;
       await handle.writeFile(data);
       await handle.datasync();
       this.bytes += data.length;
@@ -185,6 +173,7 @@ export class Journal {
       throw err;
     }
     this.#handle = handle;
+    this.#writer.reset(); // a new file holds no query records yet
     return handle;
   }
 

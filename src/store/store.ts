@@ -10,6 +10,17 @@ export interface Quarantined {
 export interface LoadResult {
   entries: Entry[];
   quarantined: Quarantined[];
+  /** With `expiredBefore`: the ids stored that expire at or before it, not in `entries`. */
+  expired?: string[];
+}
+
+export interface LoadOptions {
+  /**
+   * Epoch ms: entries whose id expires at or before it come back as ids in `expired` only, and
+   * the store forgets them by itself (the filesystem store at its next compaction): the caller
+   * neither indexes nor deletes them. A backend that ignores the option returns them as entries.
+   */
+  expiredBefore?: number;
 }
 
 /**
@@ -25,7 +36,7 @@ export interface Store {
   /** Creates what the backend needs (directories, connections). Idempotent. */
   open(): Promise<void>;
   /** Every stored entry; unreadable records are quarantined and reported, never fatal. */
-  loadEntries(): Promise<LoadResult>;
+  loadEntries(options?: LoadOptions): Promise<LoadResult>;
   /**
    * Saves the current entries in whatever form makes the next `loadEntries` fast (a backend that
    * loads fast anyway may do nothing); the filesystem store compacts its journal into its snapshot.
