@@ -36,12 +36,6 @@ export class LeaseQueue {
     for (let i = this.#head; i < this.#items.length; i++) yield this.#items[i]!;
   }
 
-  /** Removes the leases `keep` says no to, in one pass. */
-  filter(keep: (lease: Lease) => boolean): void {
-    this.#items = this.#items.slice(this.#head).filter((l) => l !== undefined && keep(l));
-    this.#head = 0;
-  }
-
   /** Empties the queue, returning what it held, oldest first. */
   drain(): Lease[] {
     const out = this.#items.slice(this.#head) as Lease[];
