@@ -104,8 +104,6 @@ export class ImageCache {
   readonly #queue = new LeaseQueue();
   /** Tokens of queued leases found lost (taken over) at their last renewal: skipped, not run. */
   readonly #lostQueued = new Set<string>();
-  /** Flights in #flights that do not hold an upstream slot yet. */
-  #acquiring = 0;
   #reportingQueued = false;
   /** Lease releases of queued flights at shutdown (see beginClose). */
   #releasing: Promise<unknown> = Promise.resolve();
@@ -507,12 +505,10 @@ export class ImageCache {
   #launch(lease: Lease): void {
     const controller = new AbortController();
     const flight: RunningFlight = { lease, controller, done: Promise.resolve() };
-    this.#acquiring++;
     this.#upstream++;
     flight.done = this.#runFlight(flight)
       .catch((err: unknown) => this.#log.error({ err }, 'fetch failed unexpectedly'))
       .finally(() => {
-        if (!flight.started) this.#acquiring--;
         this.#flights.delete(lease.token);
         this.#leaveUpstream(flight);
       });
@@ -550,7 +546,10 @@ export class ImageCache {
     this.#reportingQueued = true;
     queueMicrotask(() => {
       this.#reportingQueued = false;
-      this.#metrics.upstreamQueued.set(this.#queue.length + this.#acquiring);
+      // Plus the running flights still waiting for their slot (at most KENTIK_API_CONCURRENCY).
+      let acquiring = 0;
+      for (const f of this.#flights.values()) if (!f.started && !f.upstreamDone) acquiring++;
+      this.#metrics.upstreamQueued.set(this.#queue.length + acquiring);
     });
   }
 
@@ -585,7 +584,6 @@ export class ImageCache {
         fetched = await this.#fetch(lease, signal, (s) => {
           slot = s;
           flight.started = true;
-          this.#acquiring--;
           this.#reportQueued();
         });
       } finally {

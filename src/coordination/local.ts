@@ -191,7 +191,7 @@ export class LocalCoordinator implements Coordinator {
           group.flight = { token: '', leaseUntil: 0, query: entry.query, ids: new Set() };
           this.#flightCount++;
         }
-        // One query object per flight (some 3 KB parsed), and one record of it per store file.
+        // One query text per flight (some 3 KB), and one record of it per store file.
         entry.query = group.flight.query;
         group.flight.ids.add(entry.id);
       }

@@ -101,13 +101,13 @@ export class RecordWriter {
   /**
    * What the last `Q` record of each hash in this file said, as a reader of the file will see it:
    * its summary (a hash is in this map once it has one), and its query if it carried one. A
-   * pending entry is written with its own query object: the coordinator gives every pending entry
-   * of a query the flight's, so that is one `Q` record per query, and an entry never loads with a
-   * query other than its own. Two maps rather than an object per hash: a snapshot of a million
+   * pending entry is written with its own query text: the coordinator gives every pending entry
+   * of a query the flight's (the same string, so the comparison is by reference), so that is one
+   * `Q` record per query, and an entry never loads with a query other than its own. Two maps rather than an object per hash: a snapshot of a million
    * entries writes some 100k queries, and each object would outlive the young generation.
    */
   readonly #summaries = new Map<string, QuerySummary | undefined>();
-  readonly #queries = new Map<string, unknown>();
+  readonly #queries = new Map<string, QueryJson>();
 
   put(entry: Entry): string {
     return this.before(entry) + entryRecord(entry);
