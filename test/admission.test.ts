@@ -10,9 +10,11 @@ import { readStoredEntries } from '../src/store/fs-store.ts';
 import {
   getImage,
   kentikQuery,
+  metricFromText,
   postJson,
   requestImage,
   startService,
+  until,
   type Service,
 } from './helpers/service.ts';
 
@@ -177,4 +179,34 @@ describe('expired queued fetches', () => {
     expect(calls(blocker)).toBe(1);
     expect(calls(shortLived)).toBe(0);
   });
+});
+
+describe('the upstream queue', () => {
+  it('runs KENTIK_API_CONCURRENCY fetches at a time, reports the rest as kic_upstream_queued and runs each once', async () => {
+    // A simulator of its own: calls other tests left hanging must not count as this service's.
+    const slow = await startSimulator({
+      email: 'test@example.com',
+      token: 'test-token-DO-NOT-LEAK',
+      faults: { latencyMs: 1500 },
+    });
+    try {
+      const svc = await start({ KENTIK_API_URL: slow.url, KENTIK_API_CONCURRENCY: '2' });
+      const queries = Array.from({ length: 7 }, (_, i) => kentikQuery(`queue-${i}`));
+      const ids = [];
+      for (const q of queries) ids.push(await requestImage(svc.url, q, 600));
+      await until('two calls at Kentik', async () =>
+        slow.stats().inFlight === 2 ? true : undefined,
+      );
+      const queued = async (): Promise<number> =>
+        metricFromText(await (await fetch(`${svc.url}/metrics`)).text(), 'kic_upstream_queued');
+      expect(await queued()).toBe(5);
+      const images = await Promise.all(ids.map((id) => getImage(svc.url, id)));
+      expect(images.map((r) => r.status)).toEqual(ids.map(() => 200));
+      expect(slow.stats().maxConcurrent).toBe(2);
+      for (const q of queries) expect(slow.stats().byHash[queryHash(q)]?.calls).toBe(1);
+      expect(await queued()).toBe(0);
+    } finally {
+      await slow.close();
+    }
+  }, 30_000);
 });
