@@ -42,6 +42,8 @@ export function luaScript(source: string): LuaScript {
  */
 const COMMAND_TIMEOUT_MS = 800;
 const COMMAND_BUSY_LIMIT_MS = 5000;
+/** A deadline timer that fires this much late means our own event loop was held (see withTimeout). */
+const LOOP_HELD_MS = 100;
 const CONNECT_TIMEOUT_MS = 1000;
 
 export class RedisUnavailable extends Error {
@@ -88,6 +90,8 @@ export function createRedisLink(url: Secret, onError: (message: string) => void)
   const withTimeout = async <T>(run: () => Promise<T>): Promise<T> => {
     if (!client.isReady) throw new RedisUnavailable('not connected to Redis');
     const sentAt = performance.now();
+    // When the deadline timer is due; a timer that fires well after it saw our own loop held.
+    let dueAt = sentAt + COMMAND_TIMEOUT_MS;
     let timer: NodeJS.Timeout | undefined;
     let settled = false;
     try {
@@ -102,11 +106,21 @@ export function createRedisLink(url: Secret, onError: (message: string) => void)
             // Timers run before pending socket reads in Node's event loop: after the loop was
             // blocked, the answer may already be waiting to be read. Decide only after I/O has
             // had its turn (setImmediate runs after the poll phase).
+            const firedAt = performance.now();
             setImmediate(() => {
               if (settled) return;
               const now = performance.now();
+              // The loop was held (a long synchronous task, a CPU-starved replica): the command
+              // may have left only after it, since a client writes on a later tick, and Redis has
+              // had no time to answer it. That time is ours, not Redis's: one more full window.
+              if (firedAt - dueAt > LOOP_HELD_MS && now - sentAt < COMMAND_BUSY_LIMIT_MS) {
+                dueAt = now + COMMAND_TIMEOUT_MS;
+                timer = setTimeout(check, COMMAND_TIMEOUT_MS);
+                return;
+              }
               const quiet = now - Math.max(lastReplyAt, sentAt);
               if (quiet < COMMAND_TIMEOUT_MS && now - sentAt < COMMAND_BUSY_LIMIT_MS) {
+                dueAt = now + COMMAND_TIMEOUT_MS - quiet;
                 timer = setTimeout(check, COMMAND_TIMEOUT_MS - quiet);
                 return;
               }
