@@ -169,6 +169,8 @@ export class ImageCache {
     const { hash, json } = canonical ?? canonicalQuery(query);
     const now = this.#now();
     let decision: Decision;
+    // A new flight starts as soon as it exists, while its entry is still being written (onFlight).
+    let started: Lease | undefined;
     try {
       decision = await this.#coordinator.decide({
         hash,
@@ -177,8 +179,14 @@ export class ImageCache {
         expiresAt: roundExpiry(now, ttlSeconds),
         now,
         ...(this.#maxPending !== undefined ? { maxPending: this.#maxPending } : {}),
+        onFlight: (lease) => {
+          started = lease;
+          this.#startFlight(lease);
+        },
       });
     } catch (err) {
+      // The entry could not be saved and the flight was withdrawn: stop the fetch it started.
+      if (started) this.#cancelFlight(started);
       if (!(err instanceof PendingCapError)) throw err;
       // Refused now rather than handing out an id that would wait for hours behind a flood; hits
       // and shares were decided before the cap. About how long the queue takes to drain, at ~2 s
@@ -199,7 +207,7 @@ export class ImageCache {
     if (decision.result !== 'hit') this.events.emit('created', [decision.id]);
     if (decision.result === 'shared' && decision.entry.kind === 'image')
       this.#remember(decision.entry);
-    if (decision.result === 'miss') this.#startFlight(decision.lease);
+    if (decision.result === 'miss' && !started) this.#startFlight(decision.lease);
     return { id: decision.id, result: decision.result };
   }
 
@@ -485,6 +493,15 @@ export class ImageCache {
     }
     this.#queue.push(lease);
     this.#pump();
+  }
+
+  /** Stops a flight this process started (queued or running) whose lease is no longer valid. */
+  #cancelFlight(lease: Lease): void {
+    const running = this.#flights.get(lease.token);
+    if (running) running.controller.abort(new Error('flight withdrawn'));
+    else
+      for (const queued of this.#queue)
+        if (queued.token === lease.token) this.#lostQueued.add(lease.token);
   }
 
   /**

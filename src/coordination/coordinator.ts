@@ -95,6 +95,14 @@ export interface DecideInput {
   now: number;
   /** MAX_PENDING: flights (queued or running) beyond which a new flight is refused (PendingCapError). */
   maxPending?: number;
+  /**
+   * Optional: a coordinator whose entry write is slow (an fsync) calls this with a new flight's
+   * lease as soon as the flight exists, before the entry is durable, so the upstream fetch overlaps
+   * the write instead of following it. The id is still handed out only once durable. If the write
+   * then fails, decide throws and the caller stops what it started. Called at most once, and only
+   * for a decision that is (or would have been) a `miss` with that lease.
+   */
+  onFlight?: (lease: Lease) => void;
 }
 
 export interface Lease {

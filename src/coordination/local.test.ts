@@ -192,3 +192,96 @@ describe('LocalCoordinator creation order', () => {
     await c.close();
   });
 });
+
+describe('LocalCoordinator new flights and their entry write', () => {
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A real store whose entry writes wait for `release`, or fail with `fail`. */
+  class GatedStore extends FsStore {
+    release!: () => void;
+    fail!: (err: Error) => void;
+    override async putEntry(...args: Parameters<FsStore['putEntry']>): Promise<void> {
+      await new Promise<void>((resolve, reject) => {
+        this.release = resolve;
+        this.fail = reject;
+      });
+      return super.putEntry(...args);
+    }
+  }
+  const gated = (store: GatedStore): LocalCoordinator =>
+    new LocalCoordinator({
+      config: {
+        reuseWindow: REUSE_WINDOW_SECONDS,
+        kentikApiConcurrency: CONCURRENCY,
+        flightLease: LEASE_SECONDS,
+      },
+      store,
+      log: silentLog,
+      metrics: createMetrics(),
+    });
+  const hash = createHash('sha256').update('overlap').digest('hex');
+
+  it('hand the lease over before the entry is durable, and the id only after', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
+    const store = new GatedStore(dir);
+    const c = gated(store);
+    await c.open();
+    const now = Date.now();
+    const started: string[] = [];
+    let decided = false;
+    const decision = c
+      .decide(
+        withJson({
+          hash,
+          query: { q: 1 },
+          expiresAt: now + 60_000,
+          now,
+          onFlight: (lease) => started.push(lease.token),
+        }),
+      )
+      .then((d) => {
+        decided = true;
+        return d;
+      });
+    await new Promise((r) => setImmediate(r));
+    expect(started).toHaveLength(1);
+    expect(decided).toBe(false);
+    store.release();
+    const d = await decision;
+    expect(d.result).toBe('miss');
+    if (d.result === 'miss') expect(d.lease.token).toBe(started[0]);
+    await c.close();
+  });
+
+  it('withdraw the flight when the entry cannot be written: its result is rejected', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
+    const store = new GatedStore(dir);
+    const c = gated(store);
+    await c.open();
+    const now = Date.now();
+    let lease: Parameters<LocalCoordinator['settle']>[0] | undefined;
+    const decision = c.decide(
+      withJson({
+        hash,
+        query: { q: 1 },
+        expiresAt: now + 60_000,
+        now,
+        onFlight: (l) => (lease = l),
+      }),
+    );
+    await new Promise((r) => setImmediate(r));
+    store.fail(Object.assign(new Error('disk gone'), { code: 'EIO' }));
+    await expect(decision).rejects.toMatchObject({ statusCode: 503 });
+    expect(lease).toBeDefined();
+    const result = await c.settle(
+      lease!,
+      { kind: 'error', status: 500, errorType: 'x', message: 'x' },
+      now,
+    );
+    expect(result.accepted).toBe(false);
+    expect(await c.counts(now)).toMatchObject({ pending: 0 });
+    await c.close();
+  });
+});

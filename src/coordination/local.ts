@@ -266,6 +266,11 @@ export class LocalCoordinator implements Coordinator {
     };
     this.#groups.get(hash)!.flight = flight;
     this.#flightCount++;
+    const lease: Lease = { hash, token: flight.token, query: queryJson, id };
+    // The fetch starts now and the fsync runs beside it: the record is durable long before Kentik
+    // answers, and a settle is written after it in the same journal, so nothing can be served
+    // that a restart would not know. Only the id waits for the write.
+    input.onFlight?.(lease);
     try {
       await this.#persistNew(entry);
     } catch (err) {
@@ -281,12 +286,7 @@ export class LocalCoordinator implements Coordinator {
       }
       throw err;
     }
-    return {
-      result: 'miss',
-      id,
-      entry,
-      lease: { hash, token: flight.token, query: queryJson, id },
-    };
+    return { result: 'miss', id, entry, lease };
   }
 
   async getEntry(id: string): Promise<Entry | undefined> {
