@@ -1,6 +1,7 @@
 /**
  * The one way tests and benchmarks start processes: the service, the Kentik simulator (in a child
- * process, for benchmarks), redis-server, and the benchmarks' references (nginx, bare node:http).
+ * process, for benchmarks), redis-server, and the benchmarks' references (nginx, bare node:http,
+ * the bare pass-through cache).
  */
 export * from './bare-image.ts';
 export * from './build.ts';

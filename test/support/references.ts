@@ -1,6 +1,7 @@
 /**
  * Reference servers the benchmarks measure the service against, started like every other process
- * (process.ts): nginx (one worker, sendfile) and a bare node:http server, serving the same bytes.
+ * (process.ts): nginx (one worker, sendfile) and a bare node:http server, serving the same bytes;
+ * and a bare pass-through cache (bare-cache.ts) fetching from the same upstream.
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -178,6 +179,49 @@ export async function startBareNode(bytes: Buffer, headers: readonly string[]): 
   });
   return {
     url,
+    version: process.version,
+    pid: child.pid,
+    stop: async () => {
+      await child.stop('SIGTERM', 5000);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * The bare pass-through cache (bare-cache.ts) in a process of its own, fetching from the same
+ * upstream with the same credentials as the service (`upstream`: the simulator behind its
+ * timestamping proxy). `fsync: false` writes the same files without any fsync.
+ */
+export async function startBareCache(
+  upstream: { url: string; email: string; token: string },
+  opts: { fsync: boolean },
+): Promise<Reference> {
+  const dir = tempDir('kic-bench-bare-cache-');
+  const child = startChild(
+    process.execPath,
+    ['--import', TSX, path.join(ROOT, 'test/support/bare-cache.ts')],
+    {
+      env: {
+        ...process.env,
+        BARE_CACHE_DIR: dir,
+        BARE_FSYNC: opts.fsync ? 'on' : 'off',
+        KENTIK_API_URL: upstream.url,
+        KT_AUTH_EMAIL: upstream.email,
+        KT_AUTH_TOKEN: upstream.token,
+      },
+      name: 'the bare pass-through cache',
+    },
+  );
+  const listening = await child
+    .waitForLine((l) => l.startsWith('listening '), 30_000, 'listening line')
+    .catch(async (err: Error) => {
+      await child.stop('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    });
+  return {
+    url: listening.slice('listening '.length),
     version: process.version,
     pid: child.pid,
     stop: async () => {
