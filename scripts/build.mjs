@@ -37,9 +37,16 @@ await build({
 
 // The launcher: the compile cache must be on before the bundle is loaded, so it is a module of its
 // own. Where the cache cannot be written (a read-only file system) Node simply goes without it.
+// It also loads node:http before the bundle. Measured on Node 24 (docs/performance.md, "Hot GET"):
+// when node:http is first loaded as part of the bundle's module graph, every later
+// process.nextTick builds its queue entry through V8's slow runtime path (map transitions and
+// migrations, Runtime_DefineKeyedOwnPropertyInLiteral), some 4 µs of each hot image GET; loaded
+// first, from here or from a --import preload, it never does. Why is inside V8; the hot GET
+// benchmark's CPU per request shows it if it comes back.
 writeFileSync(
   new URL('server.js', dist),
   `#!/usr/bin/env node
+import 'node:http';
 import module from 'node:module';
 module.enableCompileCache?.();
 await import('./main.js');
