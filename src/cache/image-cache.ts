@@ -26,7 +26,7 @@ import type { Metrics } from '../metrics.ts';
 import { StoreWriteError } from '../store/store.ts';
 import { MemoryBlobs } from './blobs.ts';
 import { LeaseQueue } from './lease-queue.ts';
-import { Waiters, type WaitOutcome } from './waiters.ts';
+import { Waiters, type ClosingEmitter, type WaitOutcome } from './waiters.ts';
 
 /** How a POST was satisfied; see README "How sharing works". */
 export type RequestResult = 'hit' | 'shared' | 'miss';
@@ -90,6 +90,8 @@ export class ImageCache {
   readonly #client: KentikClient;
   readonly #log: FastifyBaseLogger;
   readonly #metrics: Metrics;
+  /** kic_image_lookups_total{result="image"}, bound once: counted on every hot GET. */
+  readonly #imageFound: ReturnType<Metrics['imageLookups']['labels']>;
   readonly #now: () => number;
   readonly #leaseMs: number;
   readonly #maxPending: number | undefined;
@@ -116,6 +118,7 @@ export class ImageCache {
     this.#client = client;
     this.#log = log;
     this.#metrics = metrics;
+    this.#imageFound = metrics.imageLookups.labels('image');
     this.#now = now;
     this.#leaseMs = config.flightLease * 1000;
     this.#maxPending = config.maxPending;
@@ -230,7 +233,7 @@ export class ImageCache {
     const bytes = this.blobs.peek(entry.digest);
     if (!bytes) return undefined;
     this.#coordinator.noteServed?.(entry.digest, now);
-    this.#metrics.imageLookups.inc({ result: 'image' });
+    this.#imageFound.inc();
     this.#metrics.memoryHits.inc();
     return { kind: 'image', entry, bytes };
   }
@@ -271,10 +274,10 @@ export class ImageCache {
   }
 
   /** Waits until `id` is no longer pending, the timeout passes, or `signal` aborts. */
-  waitFor(id: string, timeoutMs: number, signal?: AbortSignal): Promise<WaitOutcome> {
+  waitFor(id: string, timeoutMs: number, client?: ClosingEmitter): Promise<WaitOutcome> {
     if (this.#closing || this.#finished.has(id)) return Promise.resolve('ready');
     // Registered first, checked after: a settle between the two still wakes it.
-    const waiting = this.waiters.wait(id, timeoutMs, signal);
+    const waiting = this.waiters.wait(id, timeoutMs, client);
     void this.#recheck(id);
     return waiting;
   }

@@ -80,12 +80,13 @@ export const imageRoutes: FastifyPluginAsyncTypebox<{ cache: ImageCache; config:
     let found = await cache.lookup(id);
     if (found.kind === 'pending') {
       // Event-driven wait; the client going away ends it at once and leaves nothing behind.
-      const gone = new AbortController();
-      const onClose = (): void => gone.abort();
-      reply.raw.once('close', onClose);
-      const outcome = await cache.waitFor(id, config.entryWaitTimeoutMs, gone.signal);
-      reply.raw.off('close', onClose);
+      const outcome = await cache.waitFor(id, config.entryWaitTimeoutMs, reply.raw);
       if (outcome === 'aborted') return reply; // nobody to answer
+      // A settle reads the image into memory before it wakes anyone: answered at once, each woken
+      // GET writes in its first step (a fan-in wakes hundreds; another async lookup each would
+      // make the first answer wait for all of them).
+      const hot = cache.lookupHot(id);
+      if (hot) return sendImage(reply, id, hot.entry, hot.bytes);
       found = await cache.lookup(id);
     }
     return send(reply, id, found);
