@@ -97,4 +97,23 @@ describe('BodyParser', () => {
     for (let n = 1; n <= 5; n++) small.parse(body(n));
     expect(small.size).toBe(2);
   });
+
+  it('tells long bodies with the same length and ends apart by their whole text', () => {
+    const pad = 'x'.repeat(300);
+    // Same length, same first and last 300 characters: only the middle differs.
+    const long = (middle: string) => JSON.stringify({ a: pad, m: middle, z: pad });
+    const p = new BodyParser({ maxEntries: 10, maxChars: 1_000_000 });
+    const one = p.parse(long('one')) as { m: string };
+    const two = p.parse(long('two')) as { m: string };
+    expect(one.m).toBe('one');
+    expect(two.m).toBe('two');
+    // They take each other's place: never each other's value, and the memo still counts right.
+    expect((p.parse(long('one')) as { m: string }).m).toBe('one');
+    expect(p.parse(long('one').slice(0))).toBe(p.parse(long('one')));
+    expect(p.size).toBe(1);
+    const bounded = new BodyParser({ maxEntries: 100, maxChars: long('one').length * 2 });
+    // Lengths differ, so three keys: the characters they hold are counted, not their keys.
+    for (const m of ['a', 'bb', 'ccc']) bounded.parse(long(m));
+    expect(bounded.size).toBe(2);
+  });
 });
