@@ -221,14 +221,17 @@ describe('LocalCoordinator new flights and their entry write', () => {
       log: silentLog,
       metrics: createMetrics(),
     });
-  const hash = createHash('sha256').update('overlap').digest('hex');
-
-  it('hand the lease over before the entry is durable, and the id only after', async () => {
+  const openGated = async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
     const store = new GatedStore(dir);
     const c = gated(store);
     await c.open();
-    const now = Date.now();
+    return { store, c, now: Date.now() };
+  };
+  const hash = createHash('sha256').update('overlap').digest('hex');
+
+  it('hand the lease over before the entry is durable, and the id only after', async () => {
+    const { store, c, now } = await openGated();
     const started: string[] = [];
     let decided = false;
     const decision = c
@@ -256,11 +259,7 @@ describe('LocalCoordinator new flights and their entry write', () => {
   });
 
   it('withdraw the flight when the entry cannot be written: its result is rejected', async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
-    const store = new GatedStore(dir);
-    const c = gated(store);
-    await c.open();
-    const now = Date.now();
+    const { store, c, now } = await openGated();
     let lease: Parameters<LocalCoordinator['settle']>[0] | undefined;
     const decision = c.decide(
       withJson({
