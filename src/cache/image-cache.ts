@@ -273,7 +273,7 @@ export class ImageCache {
     return bytes;
   }
 
-  /** Waits until `id` is no longer pending, the timeout passes, or `signal` aborts. */
+  /** Waits until `id` is no longer pending, the timeout passes, or `client` emits 'close'. */
   waitFor(id: string, timeoutMs: number, client?: ClosingEmitter): Promise<WaitOutcome> {
     if (this.#closing || this.#finished.has(id)) return Promise.resolve('ready');
     // Registered first, checked after: a settle between the two still wakes it.
