@@ -16,6 +16,11 @@ import {
 import { LocalCoordinator } from './local.ts';
 
 let dir: string;
+const freshDir = (): Promise<string> => mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
+// Every test below makes its own directory; the contract suite removes its own too (rm is forced).
+afterEach(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
 const make = (): LocalCoordinator =>
   new LocalCoordinator({
     config: {
@@ -30,7 +35,7 @@ const make = (): LocalCoordinator =>
 
 coordinatorContract('local (filesystem)', {
   async create() {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
+    dir = await freshDir();
     return make();
   },
   async reopen() {
@@ -42,12 +47,8 @@ coordinatorContract('local (filesystem)', {
 });
 
 describe('LocalCoordinator counts after the first expiry', () => {
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
-
   it('stay exact as entries come, settle and go, without a full count each time', async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
+    dir = await freshDir();
     const c = make();
     await c.open();
     const now = Date.now();
@@ -85,12 +86,8 @@ describe('LocalCoordinator counts after the first expiry', () => {
 });
 
 describe('LocalCoordinator ids of one query and one image', () => {
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
-
   it('hold one, a few or many ids alike through sharing, settling, expiry and a lost image', async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
+    dir = await freshDir();
     const now = Date.now();
     const hash = (i: number): string => createHash('sha256').update(`ids ${i}`).digest('hex');
     const digest = createHash('sha256').update('bytes').digest('hex');
@@ -164,12 +161,8 @@ describe('LocalCoordinator ids of one query and one image', () => {
 });
 
 describe('LocalCoordinator creation order', () => {
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
-
   it('never makes an id dropped before its expiry again while its place is kept: pages list it once', async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
+    dir = await freshDir();
     const c = make();
     await c.open();
     const now = Date.now();
@@ -194,10 +187,6 @@ describe('LocalCoordinator creation order', () => {
 });
 
 describe('LocalCoordinator new flights and their entry write', () => {
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
-
   /** A real store whose entry writes wait for `release`, or fail with `fail`. */
   class GatedStore extends FsStore {
     release!: () => void;
@@ -222,7 +211,7 @@ describe('LocalCoordinator new flights and their entry write', () => {
       metrics: createMetrics(),
     });
   const openGated = async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), 'kic-coord-'));
+    dir = await freshDir();
     const store = new GatedStore(dir);
     const c = gated(store);
     await c.open();
